@@ -1,0 +1,104 @@
+"""Fused LSTM kernels: one layer, one direction, the whole sequence with the GIL released.
+
+Notation (src/fusedrnn/_notation.py): T steps, B batch rows, I input features, H hidden units,
+P = H_out (proj_size, or H without projection).  Rows of every 2-D buffer are (t, b) pairs in
+time-major order, row index t * B + b.  Gate blocks per row: [i | f | g | o], each H wide.
+"""
+from libc.string cimport memcpy
+
+from _blas cimport floating, gemm, NoTrans, Trans
+from rnn_math cimport fr_lstm_fwd_f32, fr_lstm_fwd_f64
+
+
+cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
+                      const floating *x, Py_ssize_t ldx,
+                      const floating *W_ih, const floating *W_hh, const floating *bias,
+                      const floating *W_hr, const floating *h0, const floating *c0,
+                      floating *out, Py_ssize_t ldo, floating *gates,
+                      floating *c_buf, bint keep_c, floating *r_buf,
+                      floating *h_n, floating *c_n, bint reverse) noexcept nogil:
+    """Run one LSTM layer in one direction over T steps.
+
+    x (T*B, I) row stride ldx; W_ih (4H, I); W_hh (4H, P); bias (4H) = b_ih + b_hh;
+    W_hr (P, H) or NULL when there is no projection (then P == H); h0 (B, P); c0 (B, H).
+    Writes h_t to out (T*B, P) at row stride ldo (a column slice of the layer output).
+    gates (T*B, 4H): workspace; on return holds the activated gates i, f, g, o of every step.
+    c_buf: (T*B, H) when keep_c (c_t of every step, for backward), else (2*B, H) ping-pong.
+    r_buf (B, H): projection input o * tanh(c_t) (unused without projection).
+    h_n (B, P), c_n (B, H): final state.  reverse: run t = T-1 .. 0.
+    """
+    cdef Py_ssize_t G = 4 * H
+    cdef Py_ssize_t s, t, tp, slot, pslot, b
+    cdef const floating *hp
+    cdef const floating *cp
+    cdef Py_ssize_t ldhp
+    cdef floating *c_t
+    cdef floating *hdst
+    cdef Py_ssize_t ldh
+    if T <= 0 or B <= 0:
+        return 0
+    # input projection of the whole sequence: gates = x W_ih^T
+    gemm(NoTrans, Trans, T * B, G, I, <floating>1, x, ldx, W_ih, I, <floating>0, gates, G)
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        slot = t if keep_c else (s & 1)
+        if s == 0:
+            hp = h0
+            ldhp = P
+            cp = c0
+        else:
+            tp = t + 1 if reverse else t - 1
+            pslot = tp if keep_c else ((s - 1) & 1)
+            hp = out + tp * B * ldo
+            ldhp = ldo
+            cp = c_buf + pslot * B * H
+        # recurrent part: gates_t += h_{t-1} W_hh^T
+        gemm(NoTrans, Trans, B, G, P, <floating>1, hp, ldhp, W_hh, P, <floating>1,
+             gates + t * B * G, G)
+        c_t = c_buf + slot * B * H
+        if W_hr != NULL:
+            hdst = r_buf
+            ldh = H
+        else:
+            hdst = out + t * B * ldo
+            ldh = ldo
+        if floating is float:
+            fr_lstm_fwd_f32(B, H, gates + t * B * G, G, bias, cp, c_t, hdst, ldh)
+        else:
+            fr_lstm_fwd_f64(B, H, gates + t * B * G, G, bias, cp, c_t, hdst, ldh)
+        if W_hr != NULL:
+            # h_t = W_hr (o * tanh(c_t))
+            gemm(NoTrans, Trans, B, P, H, <floating>1, r_buf, H, W_hr, H, <floating>0,
+                 out + t * B * ldo, ldo)
+    # final state
+    t = 0 if reverse else T - 1
+    slot = t if keep_c else ((T - 1) & 1)
+    for b in range(B):
+        memcpy(h_n + b * P, out + (t * B + b) * ldo, P * sizeof(floating))
+    memcpy(c_n, c_buf + slot * B * H, B * H * sizeof(floating))
+    return 0
+
+
+def lstm_forward_layer(const floating[:, ::1] x, Py_ssize_t T,
+                       const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+                       const floating[::1] bias, const floating[:, ::1] W_hr,
+                       const floating[:, ::1] h0, const floating[:, ::1] c0,
+                       floating[:, ::1] out, Py_ssize_t col,
+                       floating[:, ::1] gates, floating[:, ::1] c_buf, floating[:, ::1] r_buf,
+                       floating[:, ::1] h_n, floating[:, ::1] c_n, bint reverse, bint keep_c):
+    """Python entry for lstm_forward; shapes are checked by the caller (fusedrnn._rnn).
+
+    x (T*B, I); out (T*B, D*P) with this direction's block starting at column `col`;
+    W_hr has 0 rows when there is no projection; c_buf has T*B rows (keep_c) or 2*B.
+    """
+    cdef Py_ssize_t B = h0.shape[0], I = x.shape[1], H = c0.shape[1], P = h0.shape[1]
+    cdef const floating *whr = &W_hr[0, 0] if W_hr.shape[0] > 0 else NULL
+    cdef int status
+    if T == 0 or B == 0:
+        return 0
+    with nogil:
+        status = lstm_forward(T, B, I, H, P, &x[0, 0], I, &W_ih[0, 0], &W_hh[0, 0], &bias[0],
+                              whr, &h0[0, 0], &c0[0, 0], &out[0, col], out.shape[1],
+                              &gates[0, 0], &c_buf[0, 0], keep_c, &r_buf[0, 0],
+                              &h_n[0, 0], &c_n[0, 0], reverse)
+    return status

@@ -1,0 +1,68 @@
+"""Build the Cython kernels.
+
+All Cython compiler directives live here and nowhere else.  ``FUSEDRNN_DEBUG=1`` turns bounds
+checks on; ``FUSEDRNN_NATIVE=1`` adds ``-march=native`` for local experiments (never in the
+default build: the AVX-512 / AVX2 code paths are chosen at run time, see kernels/rnn_math.h).
+"""
+import os
+import sys
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+DEBUG = os.environ.get("FUSEDRNN_DEBUG", "0") == "1"
+NATIVE = os.environ.get("FUSEDRNN_NATIVE", "0") == "1"
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": False,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+
+class BuildExt(build_ext):
+    """Pick optimisation flags by compiler family."""
+
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        if ctype == "msvc":
+            args = ["/O2"]
+        else:
+            args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-function"]
+            if NATIVE:
+                args.append("-march=native")
+            if DEBUG:
+                args = ["-O0", "-g"]
+        for ext in self.extensions:
+            ext.extra_compile_args = list(ext.extra_compile_args) + args
+        super().build_extensions()
+
+
+def ext(name, source):
+    return Extension(
+        f"fusedrnn.{name}",
+        [source],
+        include_dirs=[np.get_include(), "kernels"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+    )
+
+
+extensions = [
+    ext("_blas", "kernels/_blas.pyx"),
+    ext("_lstm", "kernels/lstm.pyx"),
+    ext("_gru", "kernels/gru.pyx"),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives=directives,
+        include_path=["kernels"],
+    ),
+    cmdclass={"build_ext": BuildExt},
+)

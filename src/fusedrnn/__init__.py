@@ -1,0 +1,9 @@
+"""fusedrnn: fused LSTM and GRU kernels for the CPU behind a torch.nn-compatible API.
+
+Notation, gate order and shapes: see :mod:`fusedrnn._notation`.
+"""
+from ._rnn import GRU, LSTM
+from ._cells import GRUCell, LSTMCell
+
+__version__ = "0.1.0"
+__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "__version__"]

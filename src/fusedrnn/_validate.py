@@ -1,0 +1,66 @@
+"""Argument checks shared by the layers and cells: every error names the argument."""
+import numbers
+
+import numpy as np
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_size(name, value, minimum=1):
+    """A positive (or >= minimum) Python/NumPy integer, not a bool."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def check_dropout(value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"dropout must be a number in [0, 1), got {value!r}")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {value}")
+    return value
+
+
+def check_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}") from None
+    if dt not in _DTYPES:
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dt}")
+    return dt
+
+
+def as_real_array(name, value, dtype):
+    """Convert to a C-contiguous array of `dtype` (dtype None: np.asarray, no copy, no cast);
+    refuse what is not real numbers (None, strings, objects, complex, bool)."""
+    if value is None:
+        raise TypeError(f"{name} must be an array of real numbers, got None")
+    if type(value).__module__.startswith("torch"):
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array of real numbers: {exc}") from None
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers (float or int), got dtype {arr.dtype}")
+    if dtype is None:
+        return arr
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_shape(name, arr, expected, what=None):
+    """Raise ValueError unless arr.shape == expected; `what` names the axes."""
+    if arr.shape != tuple(expected):
+        desc = f" {what}" if what else ""
+        raise ValueError(f"{name} must have shape {tuple(expected)}{desc}, got {arr.shape}")
+    return arr
