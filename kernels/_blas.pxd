@@ -3,6 +3,7 @@
 # Row-major everywhere: C(m, n) = alpha * op(A)(m, k) . op(B)(k, n) + beta * C is computed by calling
 # column-major GEMM with the operands swapped (C^T = op(B)^T . op(A)^T).  The functions are inline
 # so that the kernel modules need no import of this module at run time.
+from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv, saxpy, daxpy
 
 # scipy's cython_blas takes `int` (LP64); every size goes through this shim.
@@ -41,6 +42,9 @@ cdef inline void gemm(BLAS_Trans ta, BLAS_Trans tb, Py_ssize_t m, Py_ssize_t n, 
             gta = b'n'
             gm = bn
             gn = bk
+        if beta == 0:
+            # GEMV scales y by beta: make sure garbage (NaN) in an empty buffer cannot survive
+            memset(C, 0, n * sizeof(floating))
         if floating is float:
             sgemv(&gta, &gm, &gn, &alpha, <float *>B, &bldb, <float *>A, &one, &beta, C, &one)
         else:

@@ -8,8 +8,11 @@ applies r to (W_hn h_{t-1} + b_hn); the original form applies r to h_{t-1} befor
 from libc.string cimport memcpy
 
 from _blas cimport floating, gemm, NoTrans, Trans
+from rnn_common cimport gemm_hprev, colsum
 from rnn_math cimport (fr_gru_fwd_f32, fr_gru_fwd_f64, fr_gru_rz_f32, fr_gru_rz_f64,
-                       fr_gru_n_f32, fr_gru_n_f64)
+                       fr_gru_n_f32, fr_gru_n_f64, fr_gru_bwd_f32, fr_gru_bwd_f64,
+                       fr_gru_bwd1_f32, fr_gru_bwd1_f64, fr_gru_bwd2_f32, fr_gru_bwd2_f64,
+                       fr_add_rows_f32, fr_add_rows_f64)
 
 
 cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
@@ -101,4 +104,113 @@ def gru_forward_layer(const floating[:, ::1] x, Py_ssize_t T,
                              &b_hn[0], &h0[0, 0], &out[0, col], out.shape[1], &gates[0, 0],
                              &hg[0, 0], &hn_buf[0, 0], keep_hn, &rh[0, 0], &h_n[0, 0],
                              reset_after, reverse)
+    return status
+
+
+cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+                      const floating *x, const floating *W_ih, const floating *W_hh,
+                      const floating *h0, const floating *out, Py_ssize_t ldo,
+                      floating *gates, floating *hn_buf,
+                      const floating *dout, Py_ssize_t lddo, const floating *dh_n,
+                      floating *dx, bint accumulate_dx, floating *dh0,
+                      floating *dW_ih, floating *dW_hh, floating *db_ih, floating *db_hh,
+                      floating *dgh, floating *drh, floating *rh_all,
+                      const floating *ones, bint reset_after, bint reverse) noexcept nogil:
+    """Backpropagation through time for one layer and direction run by gru_forward(keep_hn).
+
+    Tape: x (T*B, I) the layer input, out (T*B, H) at row stride ldo, gates (T*B, 3H) the
+    activated r, z, n (overwritten by dGx, the pre-activation gradients of the input part),
+    hn_buf (T*B, H) = W_hn h_{t-1} + b_hn (reset_after; overwritten by its gradient).
+    dout (T*B, H) at row stride lddo, dh_n (B, H).
+    Outputs: dx (T*B, I) (added when accumulate_dx), dh0 (B, H) (also the running dL/dh),
+    dW_ih (3H, I), dW_hh (3H, H), db_ih, db_hh (3H).
+    Workspaces: dgh (B, 3H), drh (B, H), rh_all (T*B, H) (original form), ones (T*B).
+    """
+    cdef Py_ssize_t G = 3 * H
+    cdef Py_ssize_t s, t, tp
+    cdef const floating *hp
+    cdef Py_ssize_t ldhp
+    cdef floating *g_t
+    cdef floating beta_dx = 1 if accumulate_dx else 0
+    cdef floating *dh = dh0
+    if T <= 0 or B <= 0:
+        return 0
+    memcpy(dh, dh_n, B * H * sizeof(floating))
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        if floating is float:
+            fr_add_rows_f32(B, H, dh, dout + t * B * lddo, lddo)
+        else:
+            fr_add_rows_f64(B, H, dh, dout + t * B * lddo, lddo)
+        if t == (T - 1 if reverse else 0):
+            hp = h0
+            ldhp = H
+        else:
+            tp = t + 1 if reverse else t - 1
+            hp = out + tp * B * ldo
+            ldhp = ldo
+        g_t = gates + t * B * G
+        if reset_after:
+            if floating is float:
+                fr_gru_bwd_f32(B, H, g_t, hn_buf + t * B * H, hp, ldhp, dh, dgh)
+            else:
+                fr_gru_bwd_f64(B, H, g_t, hn_buf + t * B * H, hp, ldhp, dh, dgh)
+            # dL/dh_{t-1} = z dh_t + [dr | dz | dhn] W_hh
+            gemm(NoTrans, NoTrans, B, H, G, <floating>1, dgh, G, W_hh, H, <floating>1, dh, H)
+        else:
+            if floating is float:
+                fr_gru_bwd1_f32(B, H, g_t, hp, ldhp, dh)
+            else:
+                fr_gru_bwd1_f64(B, H, g_t, hp, ldhp, dh)
+            # d(r h_{t-1}) = dn_pre W_hn
+            gemm(NoTrans, NoTrans, B, H, H, <floating>1, g_t + 2 * H, G, W_hh + 2 * H * H, H,
+                 <floating>0, drh, H)
+            if floating is float:
+                fr_gru_bwd2_f32(B, H, g_t, hp, ldhp, drh, dh, rh_all + t * B * H)
+            else:
+                fr_gru_bwd2_f64(B, H, g_t, hp, ldhp, drh, dh, rh_all + t * B * H)
+            # dL/dh_{t-1} += [dr | dz] [W_hr | W_hz]
+            gemm(NoTrans, NoTrans, B, H, 2 * H, <floating>1, g_t, G, W_hh, H, <floating>1,
+                 dh, H)
+    # weight gradients and dx: one GEMM each over all T*B rows
+    gemm(Trans, NoTrans, G, I, T * B, <floating>1, gates, G, x, I, <floating>0, dW_ih, I)
+    gemm(NoTrans, NoTrans, T * B, I, G, <floating>1, gates, G, W_ih, I, beta_dx, dx, I)
+    colsum(T * B, G, gates, G, ones, db_ih)
+    gemm_hprev(T, B, 2 * H, H, gates, G, out, ldo, h0, dW_hh, H, reverse)
+    if reset_after:
+        gemm_hprev(T, B, H, H, hn_buf, H, out, ldo, h0, dW_hh + 2 * H * H, H, reverse)
+        memcpy(db_hh, db_ih, 2 * H * sizeof(floating))
+        colsum(T * B, H, hn_buf, H, ones, db_hh + 2 * H)
+    else:
+        gemm(Trans, NoTrans, H, H, T * B, <floating>1, gates + 2 * H, G, rh_all, H,
+             <floating>0, dW_hh + 2 * H * H, H)
+        memcpy(db_hh, db_ih, G * sizeof(floating))
+    return 0
+
+
+def gru_backward_layer(const floating[:, ::1] x, Py_ssize_t T,
+                       const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+                       const floating[:, ::1] h0, const floating[:, ::1] out, Py_ssize_t col,
+                       floating[:, ::1] gates, floating[:, ::1] hn_buf,
+                       const floating[:, ::1] dout, const floating[:, ::1] dh_n,
+                       floating[:, ::1] dx, bint accumulate_dx, floating[:, ::1] dh0,
+                       floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db_ih,
+                       floating[::1] db_hh, floating[:, ::1] dgh, floating[:, ::1] drh,
+                       floating[:, ::1] rh_all, const floating[::1] ones,
+                       bint reset_after, bint reverse):
+    """Python entry for gru_backward; shapes are checked by the caller (fusedrnn._train).
+
+    out and dout are (T*B, D*H) with this direction's block starting at column `col`.
+    """
+    cdef Py_ssize_t B = h0.shape[0], I = x.shape[1], H = h0.shape[1]
+    cdef int status
+    if T == 0 or B == 0:
+        return 0
+    with nogil:
+        status = gru_backward(
+            T, B, I, H, &x[0, 0], &W_ih[0, 0], &W_hh[0, 0], &h0[0, 0], &out[0, col],
+            out.shape[1], &gates[0, 0], &hn_buf[0, 0], &dout[0, col], dout.shape[1],
+            &dh_n[0, 0], &dx[0, 0], accumulate_dx, &dh0[0, 0], &dW_ih[0, 0], &dW_hh[0, 0],
+            &db_ih[0], &db_hh[0], &dgh[0, 0], &drh[0, 0], &rh_all[0, 0], &ones[0],
+            reset_after, reverse)
     return status

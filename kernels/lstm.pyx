@@ -7,7 +7,9 @@ time-major order, row index t * B + b.  Gate blocks per row: [i | f | g | o], ea
 from libc.string cimport memcpy
 
 from _blas cimport floating, gemm, NoTrans, Trans
-from rnn_math cimport fr_lstm_fwd_f32, fr_lstm_fwd_f64
+from rnn_common cimport gemm_hprev, colsum
+from rnn_math cimport (fr_lstm_fwd_f32, fr_lstm_fwd_f64, fr_lstm_bwd_f32, fr_lstm_bwd_f64,
+                       fr_add_rows_f32, fr_add_rows_f64)
 
 
 cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
@@ -101,4 +103,111 @@ def lstm_forward_layer(const floating[:, ::1] x, Py_ssize_t T,
                               whr, &h0[0, 0], &c0[0, 0], &out[0, col], out.shape[1],
                               &gates[0, 0], &c_buf[0, 0], keep_c, &r_buf[0, 0],
                               &h_n[0, 0], &c_n[0, 0], reverse)
+    return status
+
+
+cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
+                       const floating *x, const floating *W_ih, const floating *W_hh,
+                       const floating *W_hr, const floating *h0, const floating *c0,
+                       const floating *out, Py_ssize_t ldo, floating *gates,
+                       const floating *c_buf, const floating *dout, Py_ssize_t lddo,
+                       const floating *dh_n, const floating *dc_n,
+                       floating *dx, bint accumulate_dx, floating *dh0, floating *dc0,
+                       floating *dW_ih, floating *dW_hh, floating *db, floating *dW_hr,
+                       floating *dh, floating *dr, floating *dhtot, floating *r_all,
+                       const floating *ones, bint reverse) noexcept nogil:
+    """Backpropagation through time for one layer and direction run by lstm_forward(keep_c).
+
+    Tape: x (T*B, I) the layer input, out (T*B, P) at row stride ldo, gates (T*B, 4H) the
+    activated gates (overwritten here by the pre-activation gradients dG), c_buf (T*B, H).
+    dout (T*B, P) at row stride lddo: dL/dh_t from above; dh_n (B, P), dc_n (B, H).
+    Outputs: dx (T*B, I) (= dG W_ih, added to dx when accumulate_dx), dh0 (B, P), dc0 (B, H),
+    dW_ih (4H, I), dW_hh (4H, P), db (4H) (the gradient of both b_ih and b_hh),
+    dW_hr (P, H) when W_hr != NULL.
+    Workspaces: dh (B, P), dr (B, H), dhtot (T*B, P) and r_all (T*B, H) with a projection
+    (else dhtot unused, r_all (B, H)), ones (T*B) filled with 1.
+    The only GEMMs inside the time loop are the recurrent one (and the projection's);
+    weight gradients are one GEMM each over all steps after the loop.
+    """
+    cdef Py_ssize_t G = 4 * H
+    cdef Py_ssize_t s, t, tp
+    cdef const floating *cp
+    cdef floating *dr_t
+    cdef floating *r_t
+    cdef floating beta_dx = 1 if accumulate_dx else 0
+    if T <= 0 or B <= 0:
+        return 0
+    memcpy(dh, dh_n, B * P * sizeof(floating))
+    memcpy(dc0, dc_n, B * H * sizeof(floating))      # dc0 is the running dL/dc
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        # dL/dh_t = dout_t + the recurrent part already in dh
+        if floating is float:
+            fr_add_rows_f32(B, P, dh, dout + t * B * lddo, lddo)
+        else:
+            fr_add_rows_f64(B, P, dh, dout + t * B * lddo, lddo)
+        if W_hr != NULL:
+            memcpy(dhtot + t * B * P, dh, B * P * sizeof(floating))
+            # d(o tanh c_t) = dh_t W_hr
+            gemm(NoTrans, NoTrans, B, H, P, <floating>1, dh, P, W_hr, H, <floating>0, dr, H)
+            dr_t = dr
+            r_t = r_all + t * B * H
+        else:
+            dr_t = dh
+            r_t = r_all
+        if t == (T - 1 if reverse else 0):
+            cp = c0
+        else:
+            tp = t + 1 if reverse else t - 1
+            cp = c_buf + tp * B * H
+        if floating is float:
+            fr_lstm_bwd_f32(B, H, gates + t * B * G, c_buf + t * B * H, cp, dr_t, dc0, r_t)
+        else:
+            fr_lstm_bwd_f64(B, H, gates + t * B * G, c_buf + t * B * H, cp, dr_t, dc0, r_t)
+        # recurrent part of dL/dh_{t-1} = dG_t W_hh
+        gemm(NoTrans, NoTrans, B, P, G, <floating>1, gates + t * B * G, G, W_hh, P,
+             <floating>0, dh, P)
+    memcpy(dh0, dh, B * P * sizeof(floating))
+    # weight gradients and dx: one GEMM each over all T*B rows
+    gemm(Trans, NoTrans, G, I, T * B, <floating>1, gates, G, x, I, <floating>0, dW_ih, I)
+    gemm(NoTrans, NoTrans, T * B, I, G, <floating>1, gates, G, W_ih, I, beta_dx, dx, I)
+    gemm_hprev(T, B, G, P, gates, G, out, ldo, h0, dW_hh, P, reverse)
+    colsum(T * B, G, gates, G, ones, db)
+    if W_hr != NULL:
+        gemm(Trans, NoTrans, P, H, T * B, <floating>1, dhtot, P, r_all, H, <floating>0,
+             dW_hr, H)
+    return 0
+
+
+def lstm_backward_layer(const floating[:, ::1] x, Py_ssize_t T,
+                        const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+                        const floating[:, ::1] W_hr,
+                        const floating[:, ::1] h0, const floating[:, ::1] c0,
+                        const floating[:, ::1] out, Py_ssize_t col,
+                        floating[:, ::1] gates, const floating[:, ::1] c_buf,
+                        const floating[:, ::1] dout, const floating[:, ::1] dh_n,
+                        const floating[:, ::1] dc_n, floating[:, ::1] dx, bint accumulate_dx,
+                        floating[:, ::1] dh0, floating[:, ::1] dc0,
+                        floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
+                        floating[:, ::1] dW_hr, floating[:, ::1] dh, floating[:, ::1] dr,
+                        floating[:, ::1] dhtot, floating[:, ::1] r_all,
+                        const floating[::1] ones, bint reverse):
+    """Python entry for lstm_backward; shapes are checked by the caller (fusedrnn._train).
+
+    out and dout are (T*B, D*P) with this direction's block starting at column `col`;
+    W_hr, dW_hr, dhtot have 0 rows without projection.
+    """
+    cdef Py_ssize_t B = h0.shape[0], I = x.shape[1], H = c0.shape[1], P = h0.shape[1]
+    cdef bint proj = W_hr.shape[0] > 0
+    cdef int status
+    if T == 0 or B == 0:
+        return 0
+    with nogil:
+        status = lstm_backward(
+            T, B, I, H, P, &x[0, 0], &W_ih[0, 0], &W_hh[0, 0], &W_hr[0, 0] if proj else NULL,
+            &h0[0, 0], &c0[0, 0], &out[0, col], out.shape[1], &gates[0, 0], &c_buf[0, 0],
+            &dout[0, col], dout.shape[1], &dh_n[0, 0], &dc_n[0, 0], &dx[0, 0], accumulate_dx,
+            &dh0[0, 0], &dc0[0, 0], &dW_ih[0, 0], &dW_hh[0, 0], &db[0],
+            &dW_hr[0, 0] if proj else NULL, &dh[0, 0], &dr[0, 0],
+            &dhtot[0, 0] if proj else NULL, &r_all[0, 0], &ones[0], reverse)
     return status

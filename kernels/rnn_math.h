@@ -97,6 +97,16 @@ FR_INLINE double fr_tanh(double x) { return tanh(x); }
  *     applies sigmoid in place, writes rh = r h_{t-1}.
  * fr_gru_n (original form, pass 2): gates n holds x W_in^T + rh W_hn^T; n = tanh(. + bias_x_n),
  *     h_t = n + z (h_{t-1} - n).
+ *
+ * Backward passes (one step, in place; "d" = gradient of the loss, "pre" = pre-activation):
+ * fr_lstm_bwd:  gates in: i, f, g, o; out: d pre-activations.  dh (B, H) is dL/d(o tanh c_t);
+ *     dc in: dL/dc_t from step t+1, out: dL/dc_{t-1}.  r out: o tanh(c_t) (projection input).
+ * fr_gru_bwd (reset_after):  gates in: r, z, n; out: d pre [r | z | n] of the input part.
+ *     hn in: W_hn h_{t-1} + b_hn; out: its gradient.  dh in: dL/dh_t; out: the direct part
+ *     z dh of dL/dh_{t-1}.  dgh out: d pre of the hidden part [r | z | hn] (B, 3H).
+ * fr_gru_bwd1 / fr_gru_bwd2 (original form): pass 1 turns z, n into their d pre and dh into
+ *     z dh; then the caller computes drh = dn_pre W_hn; pass 2 turns r into its d pre, adds
+ *     r drh to dh and writes rh = r h_{t-1} (for the W_hn gradient).
  */
 #define FR_DEFINE_PASSES(SFX, real, SIGMOID, TANH)                                                \
 FR_DISPATCH void fr_lstm_fwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,               \
@@ -173,6 +183,94 @@ FR_DISPATCH void fr_gru_n_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gate
             hb[j] = n + z * (hp[j] - n);                                                           \
         }                                                                                          \
     }                                                                                              \
+}                                                                                                  \
+FR_DISPATCH void fr_lstm_bwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,               \
+        const real *FR_RESTRICT c, const real *FR_RESTRICT c_prev, const real *FR_RESTRICT dh,     \
+        real *FR_RESTRICT dc, real *FR_RESTRICT r)                                                 \
+{                                                                                                  \
+    for (ptrdiff_t b = 0; b < B; b++) {                                                            \
+        real *FR_RESTRICT gi = gates + b * 4 * H;                                                  \
+        const real *FR_RESTRICT cb = c + b * H;                                                    \
+        const real *FR_RESTRICT cp = c_prev + b * H;                                               \
+        const real *FR_RESTRICT dhb = dh + b * H;                                                  \
+        real *FR_RESTRICT dcb = dc + b * H;                                                        \
+        real *FR_RESTRICT rb = r + b * H;                                                          \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+            real i = gi[j], f = gi[H + j], g = gi[2 * H + j], o = gi[3 * H + j];                   \
+            real tc = TANH(cb[j]);                                                                 \
+            real dcv = dcb[j] + dhb[j] * o * (1 - tc * tc);                                        \
+            real d_o = dhb[j] * tc;                                                                \
+            gi[j] = dcv * g * i * (1 - i);                                                         \
+            gi[H + j] = dcv * cp[j] * f * (1 - f);                                                 \
+            gi[2 * H + j] = dcv * i * (1 - g * g);                                                 \
+            gi[3 * H + j] = d_o * o * (1 - o);                                                     \
+            dcb[j] = dcv * f;                                                                      \
+            rb[j] = o * tc;                                                                        \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+FR_DISPATCH void fr_gru_bwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,                \
+        real *FR_RESTRICT hn, const real *FR_RESTRICT h_prev, ptrdiff_t ldhp,                      \
+        real *FR_RESTRICT dh, real *FR_RESTRICT dgh)                                               \
+{                                                                                                  \
+    for (ptrdiff_t b = 0; b < B; b++) {                                                            \
+        real *FR_RESTRICT gr = gates + b * 3 * H;                                                  \
+        real *FR_RESTRICT hnb = hn + b * H;                                                        \
+        const real *FR_RESTRICT hp = h_prev + b * ldhp;                                            \
+        real *FR_RESTRICT dhb = dh + b * H;                                                        \
+        real *FR_RESTRICT dg = dgh + b * 3 * H;                                                    \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+            real r = gr[j], z = gr[H + j], n = gr[2 * H + j], d = dhb[j];                          \
+            real dn = d * (1 - z) * (1 - n * n);                                                   \
+            real dz = d * (hp[j] - n) * z * (1 - z);                                               \
+            real dr = dn * hnb[j] * r * (1 - r);                                                   \
+            real dhn = dn * r;                                                                     \
+            gr[j] = dr; gr[H + j] = dz; gr[2 * H + j] = dn;                                        \
+            dg[j] = dr; dg[H + j] = dz; dg[2 * H + j] = dhn;                                       \
+            hnb[j] = dhn;                                                                          \
+            dhb[j] = d * z;                                                                        \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+FR_DISPATCH void fr_gru_bwd1_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,               \
+        const real *FR_RESTRICT h_prev, ptrdiff_t ldhp, real *FR_RESTRICT dh)                      \
+{                                                                                                  \
+    for (ptrdiff_t b = 0; b < B; b++) {                                                            \
+        real *FR_RESTRICT gr = gates + b * 3 * H;                                                  \
+        const real *FR_RESTRICT hp = h_prev + b * ldhp;                                            \
+        real *FR_RESTRICT dhb = dh + b * H;                                                        \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+            real z = gr[H + j], n = gr[2 * H + j], d = dhb[j];                                     \
+            gr[H + j] = d * (hp[j] - n) * z * (1 - z);                                             \
+            gr[2 * H + j] = d * (1 - z) * (1 - n * n);                                             \
+            dhb[j] = d * z;                                                                        \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+FR_DISPATCH void fr_gru_bwd2_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,               \
+        const real *FR_RESTRICT h_prev, ptrdiff_t ldhp, const real *FR_RESTRICT drh,               \
+        real *FR_RESTRICT dh, real *FR_RESTRICT rh)                                                \
+{                                                                                                  \
+    for (ptrdiff_t b = 0; b < B; b++) {                                                            \
+        real *FR_RESTRICT gr = gates + b * 3 * H;                                                  \
+        const real *FR_RESTRICT hp = h_prev + b * ldhp;                                            \
+        const real *FR_RESTRICT drb = drh + b * H;                                                 \
+        real *FR_RESTRICT dhb = dh + b * H;                                                        \
+        real *FR_RESTRICT rhb = rh + b * H;                                                        \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+            real r = gr[j];                                                                        \
+            gr[j] = drb[j] * hp[j] * r * (1 - r);                                                  \
+            dhb[j] += drb[j] * r;                                                                  \
+            rhb[j] = r * hp[j];                                                                    \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+FR_DISPATCH void fr_add_rows_##SFX(ptrdiff_t B, ptrdiff_t n, real *FR_RESTRICT dst,                 \
+        const real *FR_RESTRICT src, ptrdiff_t lds)                                                \
+{                                                                                                  \
+    for (ptrdiff_t b = 0; b < B; b++)                                                              \
+        for (ptrdiff_t j = 0; j < n; j++)                                                          \
+            dst[b * n + j] += src[b * lds + j];                                                    \
 }
 
 FR_DEFINE_PASSES(f32, float, fr_sigmoidf, fr_tanhf)

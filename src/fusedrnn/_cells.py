@@ -1,36 +1,21 @@
 """LSTMCell and GRUCell: one time step, torch.nn.LSTMCell / GRUCell compatible.
 
-Notation: see fusedrnn._notation.  A cell is the layer kernel run with T = 1.
+Notation: see fusedrnn._notation.  A cell is a one-layer, one-direction layer run for T = 1 step
+whose parameters have no ``_l0`` suffix (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``).
 """
 import numpy as np
 
-from . import _gru, _lstm
-from ._params import Parametrized
-from ._validate import as_real_array, check_bool, check_dtype, check_shape, check_size
+from ._rnn import GRU, LSTM
+from ._validate import as_real_array, check_shape
 
 
-class _CellBase(Parametrized):
-    _gates = None
+class _CellMixin:
+    """Input (B, I) or (I,), states (B, H) or (H,), outputs without the time axis."""
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None):
-        self.input_size = check_size("input_size", input_size)
-        self.hidden_size = check_size("hidden_size", hidden_size)
-        self.bias = check_bool("bias", bias)
-        self.dtype = check_dtype(dtype)
-        G, H = self._gates, self.hidden_size
-        shapes = {"weight_ih": (G * H, self.input_size), "weight_hh": (G * H, H)}
-        if self.bias:
-            shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
-        self._init_params(shapes, H, seed)
-
-    def _biases(self):
-        if self.bias:
-            return self._param("bias_ih"), self._param("bias_hh")
-        z = np.zeros(self._gates * self.hidden_size, dtype=self.dtype)
-        return z, z
+    def _suffix(self, layer, direction):
+        return ""
 
     def _check_input(self, x):
-        """-> (x as (B, I) C-contiguous of the model dtype, batched)."""
         x = as_real_array("input", x, None)
         I = self.input_size
         if x.ndim not in (1, 2):
@@ -40,90 +25,74 @@ class _CellBase(Parametrized):
             raise ValueError(f"input must have {I} features (input_size) on its last axis, "
                              f"got shape {x.shape}")
         batched = x.ndim == 2
-        return np.ascontiguousarray(x if batched else x[None, :], dtype=self.dtype), batched
+        x = x if batched else x[None, :]
+        return np.ascontiguousarray(x[None], dtype=self.dtype), batched
 
-    def _check_state(self, name, value, B, batched):
-        H = self.hidden_size
+    def _check_state(self, name, value, B, size, batched):
         if value is None:
-            return np.zeros((B, H), dtype=self.dtype)
+            return np.zeros((1, B, size), dtype=self.dtype)
         arr = as_real_array(name, value, self.dtype)
         if batched:
-            return check_shape(name, arr, (B, H), "(batch, hidden_size)")
-        return check_shape(name, arr, (H,), "(hidden_size,) for unbatched input")[None, :]
+            check_shape(name, arr, (B, size), "(batch, hidden_size)")
+            return arr[None]
+        check_shape(name, arr, (size,), "(hidden_size,) for unbatched input")
+        return arr[None, None]
 
-    def __call__(self, input, hx=None):
-        return self.forward(input, hx)
+    def _format_output(self, out, batched):
+        return out[0] if batched else out[0, 0]
+
+    @staticmethod
+    def _format_state(state, batched):
+        return state[0] if batched else state[0, 0]
 
     def __repr__(self):
         extra = "" if self.bias else ", bias=False"
-        extra += self._extra_repr()
+        extra += "" if getattr(self, "reset_after", True) else ", reset_after=False"
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
                 f"dtype={self.dtype.name})")
 
-    def _extra_repr(self):
-        return ""
 
+class LSTMCell(_CellMixin, LSTM):
+    """One LSTM step: ``h_1, c_1 = cell(x, (h_0, c_0))``; gates i, f, g, o.
 
-class LSTMCell(_CellBase):
-    """One LSTM step: ``h_1, c_1 = cell(x, (h_0, c_0))``; gates i, f, g, o."""
+    Training: ``(h_1, c_1), tape = cell.forward_train(x, hx)`` and
+    ``dx, (dh_0, dc_0), grads = cell.backward(tape, d_h_1, d_c_1=None)``.
+    """
 
-    _gates = 4
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None):
+        super().__init__(input_size, hidden_size, 1, bias, False, 0.0, False, 0, dtype, seed)
 
     def forward(self, input, hx=None):
-        x, batched = self._check_input(input)
-        B, H = x.shape[0], self.hidden_size
-        if hx is None:
-            h0 = c0 = None
-        else:
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError("hx for an LSTMCell must be a tuple (h_0, c_0), "
-                                f"got {type(hx).__name__}")
-            h0, c0 = hx
-        h0 = self._check_state("h_0", h0, B, batched)
-        c0 = self._check_state("c_0", c0, B, batched)
-        h = np.zeros((B, H), dtype=self.dtype)
-        c = np.zeros((B, H), dtype=self.dtype)
-        if B > 0:
-            b_ih, b_hh = self._biases()
-            _lstm.lstm_forward_layer(
-                x, 1, self._param("weight_ih"), self._param("weight_hh"), b_ih + b_hh,
-                np.empty((0, H), dtype=self.dtype), h0, c0, h, 0,
-                np.empty((B, 4 * H), dtype=self.dtype), np.empty((2 * B, H), dtype=self.dtype),
-                np.empty((B, H), dtype=self.dtype), np.empty((B, H), dtype=self.dtype), c,
-                False, False)
-        return (h, c) if batched else (h[0], c[0])
+        return self._run(input, hx, train=False, rng=None)[1]
+
+    def forward_train(self, input, hx=None):
+        _, state, tape = self._run(input, hx, train=True, rng=None)
+        return state, tape
+
+    def backward(self, tape, d_h, d_c=None):
+        """Gradients of one step from dL/dh_1 and dL/dc_1 (None: zeros)."""
+        return LSTM.backward(self, tape, None, (d_h, d_c))
 
 
-class GRUCell(_CellBase):
-    """One GRU step: ``h_1 = cell(x, h_0)``; gates r, z, n; ``reset_after`` as in fusedrnn.GRU."""
+class GRUCell(_CellMixin, GRU):
+    """One GRU step: ``h_1 = cell(x, h_0)``; gates r, z, n; ``reset_after`` as in fusedrnn.GRU.
 
-    _gates = 3
+    Training: ``h_1, tape = cell.forward_train(x, hx)`` and
+    ``dx, dh_0, grads = cell.backward(tape, d_h_1)``.
+    """
 
     def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype=np.float32,
                  seed=None):
-        self.reset_after = check_bool("reset_after", reset_after)
-        super().__init__(input_size, hidden_size, bias, dtype, seed)
-
-    def _extra_repr(self):
-        return "" if self.reset_after else ", reset_after=False"
+        super().__init__(input_size, hidden_size, 1, bias, False, 0.0, False, reset_after,
+                         dtype, seed)
 
     def forward(self, input, hx=None):
-        x, batched = self._check_input(input)
-        B, H = x.shape[0], self.hidden_size
-        if isinstance(hx, (tuple, list)):
-            raise TypeError("hx for a GRUCell must be a single array h_0, got a "
-                            f"{type(hx).__name__}")
-        h0 = self._check_state("hx", hx, B, batched)
-        h = np.zeros((B, H), dtype=self.dtype)
-        if B > 0:
-            b_ih, b_hh = self._biases()
-            bias_x = b_ih + b_hh
-            if self.reset_after:
-                bias_x[2 * H:] = b_ih[2 * H:]
-            ws = np.empty((B, 3 * H), dtype=self.dtype)
-            _gru.gru_forward_layer(
-                x, 1, self._param("weight_ih"), self._param("weight_hh"), bias_x,
-                np.ascontiguousarray(b_hh[2 * H:]), h0, h, 0, np.empty((B, 3 * H), self.dtype),
-                ws, np.empty((B, H), self.dtype), np.empty((B, H), self.dtype),
-                np.empty((B, H), self.dtype), self.reset_after, False, False)
-        return h if batched else h[0]
+        return self._run(input, hx, train=False, rng=None)[1]
+
+    def forward_train(self, input, hx=None):
+        _, state, tape = self._run(input, hx, train=True, rng=None)
+        return state, tape
+
+    def backward(self, tape, d_h):
+        """Gradients of one step from dL/dh_1."""
+        return GRU.backward(self, tape, None, d_h)

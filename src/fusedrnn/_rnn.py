@@ -2,12 +2,13 @@
 
 Notation: see fusedrnn._notation.  The layers validate and cast in Python, then call one kernel per
 layer and direction (fusedrnn._lstm / fusedrnn._gru), which runs the whole time loop without the
-GIL.
+GIL.  Training: ``forward_train`` keeps a tape (gate activations and states of every step) and
+``backward`` runs the BPTT kernels layer by layer, top to bottom.
 """
 import numpy as np
 
 from . import _gru, _lstm
-from ._params import Parametrized
+from ._params import Parametrized, make_rng
 from ._validate import (as_real_array, check_bool, check_dropout, check_dtype, check_shape,
                         check_size)
 
@@ -32,7 +33,10 @@ class _RNNBase(Parametrized):
             raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
                              f"got {self.proj_size}")
         self.dtype = check_dtype(dtype)
-        self._init_params(self._param_shapes(), self.hidden_size, seed)
+        rng = make_rng(seed)
+        self._init_params(self._param_shapes(), self.hidden_size, rng)
+        # dropout masks of forward_train: a stream of its own, derived from the same seed
+        self._dropout_rng = np.random.default_rng(rng.integers(2**63))
 
     # ------------------------------------------------------------------ layout
     @property
@@ -122,6 +126,125 @@ class _RNNBase(Parametrized):
     def __call__(self, input, hx=None):
         return self.forward(input, hx)
 
+    # ------------------------------------------------------------------ running
+    def forward(self, input, hx=None):
+        """Inference (PyTorch eval() + no_grad()): returns ``out, h_n`` (``h_n`` is
+        ``(h_n, c_n)`` for LSTM), shaped as torch.nn's."""
+        out, finals, _ = self._run(input, hx, train=False, rng=None)
+        return out, finals
+
+    def forward_train(self, input, hx=None, rng=None):
+        """Like ``forward``, plus a tape for ``backward``: returns ``out, h_n, tape``.
+
+        Dropout (``dropout > 0``) is applied to the outputs of every layer but the last, with
+        masks drawn from ``rng`` (a numpy Generator or seed; default: the model's own stream,
+        seeded by the constructor's ``seed``) and kept on the tape.  The tape holds per layer
+        and direction the layer input, the outputs h_t, the activated gates and the cell states
+        (LSTM) or ``W_hn h_{t-1} + b_hn`` (GRU); see docs/training.md for the bytes per step.
+        """
+        rng = self._dropout_rng if rng is None else make_rng(rng)
+        return self._run(input, hx, train=True, rng=rng)
+
+    def _run(self, input, hx, train, rng):
+        x, batched = self._check_input(input)
+        T, B, _ = x.shape
+        init = self._check_hx(hx, B, batched)
+        L, D, P = self.num_layers, self.num_directions, self._P
+        finals = tuple(np.zeros_like(s) for s in init)
+        out = np.zeros((T * B, D * P), dtype=self.dtype)
+        tape = _Tape(self, T, B, batched, init) if train else None
+        if B > 0:
+            ws = self._workspace(T, B)
+            inp = x.reshape(T * B, -1)
+            for layer in range(L):
+                mask = None
+                if train and layer > 0 and self.dropout > 0:
+                    keep = 1.0 - self.dropout
+                    mask = (rng.random(inp.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+                    inp = inp * mask
+                out = np.empty((T * B, D * P), dtype=self.dtype)
+                records = []
+                for d in range(D):
+                    k = layer * D + d
+                    records.append(self._layer_forward(
+                        inp, T, layer, d, tuple(s[k] for s in init), out,
+                        tuple(f[k] for f in finals), ws, train))
+                if train:
+                    tape.layers.append(_LayerTape(inp, out, mask, records))
+                inp = out
+        out = self._format_output(out.reshape(T, B, D * P), batched)
+        finals = tuple(self._format_state(f, batched) for f in finals)
+        finals = finals if len(finals) == 2 else finals[0]
+        return out, finals, tape
+
+    def backward(self, tape, d_out, d_h_n=None):
+        """Backpropagation through time for a ``forward_train`` tape.
+
+        ``d_out``: dL/d(out), shaped like ``out`` (None: only the final state is used);
+        ``d_h_n``: dL/d(h_n) (``(d_h_n, d_c_n)`` for LSTM, either may be None; None: zeros).
+        Returns ``dx, dhx, grads``: ``dx`` shaped like the input, ``dhx`` like ``hx``
+        (``(dh0, dc0)`` for LSTM), ``grads`` a dict with exactly the keys of ``state_dict()``.
+        A tape can be used once (backward overwrites it with gradients, like PyTorch frees its
+        graph).
+        """
+        if not isinstance(tape, _Tape) or tape.model is not self:
+            raise TypeError("tape must be the tape returned by this model's forward_train")
+        if tape.used:
+            raise ValueError("tape was already used by backward (run forward_train again)")
+        T, B, batched = tape.T, tape.B, tape.batched
+        L, D, P, H = self.num_layers, self.num_directions, self._P, self.hidden_size
+        out_shape = self._format_output(np.empty((T, B, D * P), dtype=self.dtype),
+                                        batched).shape
+        if d_out is None:
+            dout = np.zeros((T * B, D * P), dtype=self.dtype)
+        else:
+            d = check_shape("d_out", as_real_array("d_out", d_out, None), out_shape,
+                            "(the shape of out)")
+            if batched and self.batch_first:
+                d = d.transpose(1, 0, 2)
+            dout = np.ascontiguousarray(d, dtype=self.dtype).reshape(T * B, D * P)
+        dfinal = self._check_d_h_n(d_h_n, B, batched)
+        grads = {name: np.zeros(shape, dtype=self.dtype) for name, shape in self._shapes.items()}
+        dinit = tuple(np.zeros_like(s) for s in tape.init)
+        tape.used = True
+        dinp = np.zeros((T * B, self.input_size), dtype=self.dtype)
+        if B > 0:
+            ws = self._bwd_workspace(T, B)
+            for layer in reversed(range(L)):
+                lt = tape.layers[layer]
+                dinp = np.empty_like(lt.inp)
+                for d in range(D):
+                    k = layer * D + d
+                    self._layer_backward(lt, d, layer, dout, tuple(f[k] for f in dfinal),
+                                         dinp, d > 0, tuple(s[k] for s in dinit), grads, ws)
+                if lt.mask is not None:
+                    dinp *= lt.mask
+                dout = dinp
+        dx = self._format_output(dinp.reshape(T, B, -1), batched)
+        dhx = tuple(self._format_state(s, batched) for s in dinit)
+        return dx, (dhx if len(dhx) == 2 else dhx[0]), grads
+
+    def _check_d_h_n(self, d_h_n, B, batched):
+        """-> tuple of (L*D, B, size) arrays (zeros for None)."""
+        sizes = self._state_sizes()
+        if len(sizes) == 1:
+            if isinstance(d_h_n, (tuple, list)):
+                raise TypeError("d_h_n for a GRU must be a single array, got a "
+                                f"{type(d_h_n).__name__}")
+            parts = (d_h_n,)
+            names = ("d_h_n",)
+        else:
+            if d_h_n is None:
+                parts = (None, None)
+            elif not isinstance(d_h_n, (tuple, list)) or len(d_h_n) != 2:
+                raise TypeError("d_h_n for an LSTM must be a tuple (d_h_n, d_c_n), got "
+                                f"{type(d_h_n).__name__}")
+            else:
+                parts = tuple(d_h_n)
+            names = ("d_h_n", "d_c_n")
+        return tuple(np.ascontiguousarray(self._check_state(n, p, B, size, batched))
+                     for n, p, size in zip(names, parts, sizes))
+
     def __repr__(self):
         args = [f"{self.input_size}", f"{self.hidden_size}"]
         if self.num_layers != 1:
@@ -138,12 +261,45 @@ class _RNNBase(Parametrized):
         return []
 
 
+
+
+class _LayerTape:
+    """One layer of a forward_train tape: its input (after dropout), output, dropout mask, and
+    one kernel record per direction."""
+
+    __slots__ = ("inp", "out", "mask", "records")
+
+    def __init__(self, inp, out, mask, records):
+        self.inp, self.out, self.mask, self.records = inp, out, mask, records
+
+
+class _Tape:
+    """What ``backward`` needs from ``forward_train`` (opaque to users)."""
+
+    def __init__(self, model, T, B, batched, init):
+        self.model, self.T, self.B, self.batched = model, T, B, batched
+        self.init = init
+        self.layers = []
+        self.used = False
+
+    @property
+    def nbytes(self):
+        """Bytes held by the tape (inputs, outputs, gates, states, masks)."""
+        total = 0
+        for lt in self.layers:
+            total += lt.inp.nbytes + lt.out.nbytes + (lt.mask.nbytes if lt.mask is not None else 0)
+            for rec in lt.records:
+                total += sum(a.nbytes for a in rec.values() if isinstance(a, np.ndarray)
+                             and a.ndim == 2 and a.shape[0] == self.T * self.B)
+        return total
+
+
 class LSTM(_RNNBase):
     """Multi-layer LSTM with torch.nn.LSTM's arguments, parameters and outputs.
 
     ``out, (h_n, c_n) = lstm(x, (h0, c0))``; ``hx=None`` means zeros.  Gates i, f, g, o;
-    ``proj_size > 0`` gives ``h_t = W_hr (o * tanh(c_t))``.  Inference only: dropout is not
-    applied here (PyTorch's eval() semantics).
+    ``proj_size > 0`` gives ``h_t = W_hr (o * tanh(c_t))``.  Calling the model is inference
+    (dropout is not applied); ``forward_train`` / ``backward`` train it.
     """
 
     _gates = 4
@@ -151,6 +307,9 @@ class LSTM(_RNNBase):
 
     def _extra_repr(self):
         return [f"proj_size={self.proj_size}"] if self.proj_size else []
+
+    def _state_sizes(self):
+        return (self._P, self.hidden_size)
 
     def _check_hx(self, hx, B, batched):
         if hx is None:
@@ -163,35 +322,53 @@ class LSTM(_RNNBase):
         return (self._check_state("h0", h0, B, self._P, batched),
                 self._check_state("c0", c0, B, self.hidden_size, batched))
 
-    def forward(self, input, hx=None):
-        """Run the LSTM: returns ``out, (h_n, c_n)`` shaped as torch.nn.LSTM's."""
-        x, batched = self._check_input(input)
-        T, B, _ = x.shape
-        h0, c0 = self._check_hx(hx, B, batched)
-        L, D, H, P = self.num_layers, self.num_directions, self.hidden_size, self._P
-        h_n = np.zeros((L * D, B, P), dtype=self.dtype)
-        c_n = np.zeros((L * D, B, H), dtype=self.dtype)
-        out = np.zeros((T * B, D * P), dtype=self.dtype)
-        if B > 0:
-            gates = np.empty((T * B, 4 * H), dtype=self.dtype)
-            c_buf = np.empty((2 * B, H), dtype=self.dtype)
-            r_buf = np.empty((B, H), dtype=self.dtype)
-            no_proj = np.empty((0, H), dtype=self.dtype)
-            inp = x.reshape(T * B, -1)
-            for layer in range(L):
-                out = np.empty((T * B, D * P), dtype=self.dtype)
-                for d in range(D):
-                    s, k = self._suffix(layer, d), layer * D + d
-                    b_ih, b_hh = self._biases(layer, d)
-                    W_hr = self._param("weight_hr" + s) if self.proj_size else no_proj
-                    _lstm.lstm_forward_layer(
-                        inp, T, self._param("weight_ih" + s), self._param("weight_hh" + s),
-                        b_ih + b_hh, W_hr, h0[k], c0[k], out, d * P, gates, c_buf, r_buf,
-                        h_n[k], c_n[k], d == 1, False)
-                inp = out
-        out = out.reshape(T, B, D * P)
-        return (self._format_output(out, batched),
-                (self._format_state(h_n, batched), self._format_state(c_n, batched)))
+    def _workspace(self, T, B):
+        H = self.hidden_size
+        return {"gates": np.empty((T * B, 4 * H), dtype=self.dtype),
+                "c_buf": np.empty((2 * B, H), dtype=self.dtype),
+                "r_buf": np.empty((B, H), dtype=self.dtype),
+                "no_proj": np.empty((0, H), dtype=self.dtype)}
+
+    def _layer_forward(self, inp, T, layer, d, init, out, final, ws, train):
+        s, H, P = self._suffix(layer, d), self.hidden_size, self._P
+        b_ih, b_hh = self._biases(layer, d)
+        rec = {"W_ih": self._param("weight_ih" + s), "W_hh": self._param("weight_hh" + s),
+               "W_hr": self._param("weight_hr" + s) if self.proj_size else ws["no_proj"],
+               "h0": init[0], "c0": init[1]}
+        B = init[0].shape[0]
+        gates = np.empty((T * B, 4 * H), dtype=self.dtype) if train else ws["gates"]
+        c_buf = np.empty((T * B, H), dtype=self.dtype) if train else ws["c_buf"]
+        _lstm.lstm_forward_layer(inp, T, rec["W_ih"], rec["W_hh"], b_ih + b_hh, rec["W_hr"],
+                                 init[0], init[1], out, d * P, gates, c_buf, ws["r_buf"],
+                                 final[0], final[1], d == 1, train)
+        if train:
+            rec.update(gates=gates, c_buf=c_buf)
+            return rec
+        return None
+
+    def _bwd_workspace(self, T, B):
+        H, P = self.hidden_size, self._P
+        proj = self.proj_size > 0
+        return {"ones": np.ones(T * B, dtype=self.dtype),
+                "dh": np.empty((B, P), dtype=self.dtype),
+                "dr": np.empty((B, H), dtype=self.dtype),
+                "dhtot": np.empty((T * B if proj else 0, P), dtype=self.dtype),
+                "r_all": np.empty((T * B if proj else B, H), dtype=self.dtype),
+                "no_proj": np.empty((0, H), dtype=self.dtype)}
+
+    def _layer_backward(self, lt, d, layer, dout, dfinal, dinp, accumulate, dinit, grads, ws):
+        s, P, T = self._suffix(layer, d), self._P, lt.inp.shape[0] // dfinal[0].shape[0]
+        rec = lt.records[d]
+        db = np.empty(4 * self.hidden_size, dtype=self.dtype)
+        dW_hr = grads["weight_hr" + s] if self.proj_size else ws["no_proj"]
+        _lstm.lstm_backward_layer(
+            lt.inp, T, rec["W_ih"], rec["W_hh"], rec["W_hr"], rec["h0"], rec["c0"], lt.out,
+            d * P, rec["gates"], rec["c_buf"], dout, dfinal[0], dfinal[1], dinp, accumulate,
+            dinit[0], dinit[1], grads["weight_ih" + s], grads["weight_hh" + s], db, dW_hr,
+            ws["dh"], ws["dr"], ws["dhtot"], ws["r_all"], ws["ones"], d == 1)
+        if self.bias:
+            grads["bias_ih" + s][...] = db
+            grads["bias_hh" + s][...] = db
 
 
 class GRU(_RNNBase):
@@ -199,8 +376,8 @@ class GRU(_RNNBase):
 
     ``out, h_n = gru(x, h0)``; ``hx=None`` means zeros.  Gates r, z, n.  ``reset_after=True``
     (default) is PyTorch's form, ``reset_after=False`` the original one (Keras
-    ``reset_after=False``, ONNX ``linear_before_reset=0``).  Inference only: dropout is not
-    applied here.
+    ``reset_after=False``, ONNX ``linear_before_reset=0``).  Calling the model is inference
+    (dropout is not applied); ``forward_train`` / ``backward`` train it.
     """
 
     _gates = 3
@@ -216,45 +393,67 @@ class GRU(_RNNBase):
     def _extra_repr(self):
         return [] if self.reset_after else ["reset_after=False"]
 
+    def _state_sizes(self):
+        return (self.hidden_size,)
+
     def _check_hx(self, hx, B, batched):
         if isinstance(hx, (tuple, list)):
             raise TypeError("hx for a GRU must be a single array h0, got a "
                             f"{type(hx).__name__} (tuple states are for LSTM)")
-        return self._check_state("hx", hx, B, self.hidden_size, batched)
+        return (self._check_state("hx", hx, B, self.hidden_size, batched),)
 
     def _gru_biases(self, layer, d):
         """(bias_x, b_hn) as the kernel wants them (see gru.pyx)."""
         b_ih, b_hh = self._biases(layer, d)
-        H = self.hidden_size
-        if self.reset_after:
-            bias_x = b_ih.copy()
-            bias_x[:2 * H] += b_hh[:2 * H]
-            return bias_x, np.ascontiguousarray(b_hh[2 * H:])
-        return b_ih + b_hh, np.ascontiguousarray(b_hh[2 * H:])
+        return gru_kernel_biases(b_ih, b_hh, self.hidden_size, self.reset_after)
 
-    def forward(self, input, hx=None):
-        """Run the GRU: returns ``out, h_n`` shaped as torch.nn.GRU's."""
-        x, batched = self._check_input(input)
-        T, B, _ = x.shape
-        h0 = self._check_hx(hx, B, batched)
-        L, D, H = self.num_layers, self.num_directions, self.hidden_size
-        h_n = np.zeros((L * D, B, H), dtype=self.dtype)
-        out = np.zeros((T * B, D * H), dtype=self.dtype)
-        if B > 0:
-            gates = np.empty((T * B, 3 * H), dtype=self.dtype)
-            hg = np.empty((B, 3 * H), dtype=self.dtype)
-            hn_buf = np.empty((B, H), dtype=self.dtype)
-            rh = np.empty((B, H), dtype=self.dtype)
-            inp = x.reshape(T * B, -1)
-            for layer in range(L):
-                out = np.empty((T * B, D * H), dtype=self.dtype)
-                for d in range(D):
-                    s, k = self._suffix(layer, d), layer * D + d
-                    bias_x, b_hn = self._gru_biases(layer, d)
-                    _gru.gru_forward_layer(
-                        inp, T, self._param("weight_ih" + s), self._param("weight_hh" + s),
-                        bias_x, b_hn, h0[k], out, d * H, gates, hg, hn_buf, rh, h_n[k],
-                        self.reset_after, d == 1, False)
-                inp = out
-        out = out.reshape(T, B, D * H)
-        return self._format_output(out, batched), self._format_state(h_n, batched)
+    def _workspace(self, T, B):
+        H = self.hidden_size
+        return {"gates": np.empty((T * B, 3 * H), dtype=self.dtype),
+                "hg": np.empty((B, 3 * H), dtype=self.dtype),
+                "hn_buf": np.empty((B, H), dtype=self.dtype),
+                "rh": np.empty((B, H), dtype=self.dtype)}
+
+    def _layer_forward(self, inp, T, layer, d, init, out, final, ws, train):
+        s, H = self._suffix(layer, d), self.hidden_size
+        bias_x, b_hn = self._gru_biases(layer, d)
+        rec = {"W_ih": self._param("weight_ih" + s), "W_hh": self._param("weight_hh" + s),
+               "h0": init[0]}
+        B = init[0].shape[0]
+        keep_hn = train and self.reset_after
+        gates = np.empty((T * B, 3 * H), dtype=self.dtype) if train else ws["gates"]
+        hn_buf = np.empty((T * B, H), dtype=self.dtype) if keep_hn else ws["hn_buf"]
+        _gru.gru_forward_layer(inp, T, rec["W_ih"], rec["W_hh"], bias_x, b_hn, init[0], out,
+                               d * H, gates, ws["hg"], hn_buf, ws["rh"], final[0],
+                               self.reset_after, d == 1, keep_hn)
+        if train:
+            rec.update(gates=gates, hn_buf=hn_buf)
+            return rec
+        return None
+
+    def _bwd_workspace(self, T, B):
+        H = self.hidden_size
+        return {"ones": np.ones(T * B, dtype=self.dtype),
+                "dgh": np.empty((B, 3 * H), dtype=self.dtype),
+                "drh": np.empty((B, H), dtype=self.dtype),
+                "rh_all": np.empty((B if self.reset_after else T * B, H), dtype=self.dtype)}
+
+    def _layer_backward(self, lt, d, layer, dout, dfinal, dinp, accumulate, dinit, grads, ws):
+        s, H, T = self._suffix(layer, d), self.hidden_size, lt.inp.shape[0] // dfinal[0].shape[0]
+        rec = lt.records[d]
+        db_ih = grads["bias_ih" + s] if self.bias else np.empty(3 * H, dtype=self.dtype)
+        db_hh = grads["bias_hh" + s] if self.bias else np.empty(3 * H, dtype=self.dtype)
+        _gru.gru_backward_layer(
+            lt.inp, T, rec["W_ih"], rec["W_hh"], rec["h0"], lt.out, d * H, rec["gates"],
+            rec["hn_buf"], dout, dfinal[0], dinp, accumulate, dinit[0],
+            grads["weight_ih" + s], grads["weight_hh" + s], db_ih, db_hh, ws["dgh"], ws["drh"],
+            ws["rh_all"], ws["ones"], self.reset_after, d == 1)
+
+
+def gru_kernel_biases(b_ih, b_hh, H, reset_after):
+    """(bias_x, b_hn) as gru.pyx wants them: reset_after folds b_hr, b_hz into the input bias and
+    keeps b_hn apart (it is multiplied by r); the original form folds all of b_hh."""
+    bias_x = b_ih + b_hh
+    if reset_after:
+        bias_x[2 * H:] = b_ih[2 * H:]
+    return bias_x, np.ascontiguousarray(b_hh[2 * H:])
