@@ -9,7 +9,8 @@ from libc.string cimport memcpy
 from _blas cimport floating, gemm, NoTrans, Trans
 from rnn_common cimport gemm_hprev, colsum
 from rnn_math cimport (fr_lstm_fwd_f32, fr_lstm_fwd_f64, fr_lstm_bwd_f32, fr_lstm_bwd_f64,
-                       fr_add_rows_f32, fr_add_rows_f64)
+                       fr_add_rows_f32, fr_add_rows_f64, fr_activations_f32,
+                       fr_activations_f64)
 
 
 cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
@@ -211,3 +212,12 @@ def lstm_backward_layer(const floating[:, ::1] x, Py_ssize_t T,
             &dW_hr[0, 0] if proj else NULL, &dh[0, 0], &dr[0, 0],
             &dhtot[0, 0] if proj else NULL, &r_all[0, 0], &ones[0], reverse)
     return status
+
+
+def activations_memview(const floating[::1] x, floating[::1] sig, floating[::1] th):
+    """sig = sigmoid(x), th = tanh(x) with the kernels' own activations (used only by tests)."""
+    with nogil:
+        if floating is float:
+            fr_activations_f32(x.shape[0], &x[0], &sig[0], &th[0])
+        else:
+            fr_activations_f64(x.shape[0], &x[0], &sig[0], &th[0])

@@ -40,3 +40,5 @@ cdef extern from "rnn_math.h" nogil:
                          Py_ssize_t ldhp, const double *drh, double *dh, double *rh)
     void fr_add_rows_f64(Py_ssize_t B, Py_ssize_t n, double *dst, const double *src,
                          Py_ssize_t lds)
+    void fr_activations_f32(Py_ssize_t n, const float *x, float *sig, float *th)
+    void fr_activations_f64(Py_ssize_t n, const double *x, double *sig, double *th)

@@ -1,0 +1,56 @@
+"""The kernels' own sigmoid/tanh against float64 NumPy on a dense grid and at the extremes.
+
+float32 uses a branch-free polynomial exp (kernels/rnn_math.h); these bounds are its measured
+accuracy (about 1 ulp) and are quoted in that header.
+"""
+import numpy as np
+import pytest
+
+_lstm = pytest.importorskip("fusedrnn._lstm")
+
+BOUNDS = {np.float32: 2.5e-7, np.float64: 1e-15}   # max relative error on [-30, 30]
+
+
+def _activations(x):
+    sig, th = np.empty_like(x), np.empty_like(x)
+    _lstm.activations_memview(x, sig, th)
+    return sig, th
+
+
+def _exact(x):
+    x = x.astype(np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)), np.tanh(x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_accuracy_on_dense_grid(dtype):
+    x = np.concatenate([np.linspace(-30, 30, 600_001), np.linspace(-1e-3, 1e-3, 20_001),
+                        [0.0, 1e-30, -1e-30, 0.625, -0.625]]).astype(dtype)
+    sig, th = _activations(x)
+    sref, tref = _exact(x)
+    tiny = np.finfo(dtype).tiny
+    assert (np.abs(sig - sref) / np.maximum(sref, tiny)).max() < BOUNDS[dtype]
+    assert (np.abs(th - tref) / np.maximum(np.abs(tref), tiny)).max() < BOUNDS[dtype]
+    # odd symmetry of tanh and sigmoid(x) + sigmoid(-x) == 1, as the float math allows
+    assert np.array_equal(_activations(-x)[1], -th)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extremes_saturate_without_overflow(dtype):
+    big = np.array([-1e30, -1e4, -100, -88.5, -87, 87, 88.5, 100, 1e4, 1e30,
+                    -np.inf, np.inf], dtype=dtype)
+    with np.errstate(all="raise"):
+        sig, th = _activations(big)
+    assert np.all(np.isfinite(sig)) and np.all(np.isfinite(th))
+    assert np.all((sig >= 0) & (sig <= 1))
+    neg = big < 0
+    assert np.all(sig[neg] < 1e-37) and np.all(sig[~neg] == 1)
+    assert np.all(th[neg] == -1) and np.all(th[~neg] == 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_propagates(dtype):
+    x = np.full(37, np.nan, dtype=dtype)   # 37: vector body and remainder
+    sig, th = _activations(x)
+    assert np.isnan(sig).all() and np.isnan(th).all()
