@@ -12,6 +12,8 @@ from ._validate import as_real_array, check_shape
 class _CellMixin:
     """Input (B, I) or (I,), states (B, H) or (H,), outputs without the time axis."""
 
+    _d_state_names = ("d_h", "d_c")
+
     def _suffix(self, layer, direction):
         return ""
 

@@ -149,6 +149,10 @@ class _RNNBase(Parametrized):
         x, batched = self._check_input(input)
         T, B, _ = x.shape
         init = self._check_hx(hx, B, batched)
+        if train:
+            # the tape must not alias the caller's arrays (in-place edits would corrupt grads)
+            x = x.copy()
+            init = tuple(np.array(s, copy=True) for s in init)
         L, D, P = self.num_layers, self.num_directions, self._P
         finals = tuple(np.zeros_like(s) for s in init)
         out = np.zeros((T * B, D * P), dtype=self.dtype)
@@ -203,7 +207,7 @@ class _RNNBase(Parametrized):
             if batched and self.batch_first:
                 d = d.transpose(1, 0, 2)
             dout = np.ascontiguousarray(d, dtype=self.dtype).reshape(T * B, D * P)
-        dfinal = self._check_d_h_n(d_h_n, B, batched)
+        dfinal = self._check_d_h_n(d_h_n, B, batched, self._d_state_names)
         grads = {name: np.zeros(shape, dtype=self.dtype) for name, shape in self._shapes.items()}
         dinit = tuple(np.zeros_like(s) for s in tape.init)
         tape.used = True
@@ -224,24 +228,24 @@ class _RNNBase(Parametrized):
         dhx = tuple(self._format_state(s, batched) for s in dinit)
         return dx, (dhx if len(dhx) == 2 else dhx[0]), grads
 
-    def _check_d_h_n(self, d_h_n, B, batched):
-        """-> tuple of (L*D, B, size) arrays (zeros for None)."""
+    _d_state_names = ("d_h_n", "d_c_n")
+
+    def _check_d_h_n(self, d_h_n, B, batched, names):
+        """-> tuple of (L*D, B, size) arrays (zeros for None); `names` name the arguments."""
         sizes = self._state_sizes()
         if len(sizes) == 1:
             if isinstance(d_h_n, (tuple, list)):
-                raise TypeError("d_h_n for a GRU must be a single array, got a "
+                raise TypeError(f"{names[0]} for a GRU must be a single array, got a "
                                 f"{type(d_h_n).__name__}")
             parts = (d_h_n,)
-            names = ("d_h_n",)
         else:
             if d_h_n is None:
                 parts = (None, None)
             elif not isinstance(d_h_n, (tuple, list)) or len(d_h_n) != 2:
-                raise TypeError("d_h_n for an LSTM must be a tuple (d_h_n, d_c_n), got "
-                                f"{type(d_h_n).__name__}")
+                raise TypeError(f"{names[0]} for an LSTM must be a tuple ({names[0]}, "
+                                f"{names[1]}), got {type(d_h_n).__name__}")
             else:
                 parts = tuple(d_h_n)
-            names = ("d_h_n", "d_c_n")
         return tuple(np.ascontiguousarray(self._check_state(n, p, B, size, batched))
                      for n, p, size in zip(names, parts, sizes))
 
@@ -284,14 +288,21 @@ class _Tape:
 
     @property
     def nbytes(self):
-        """Bytes held by the tape (inputs, outputs, gates, states, masks)."""
-        total = 0
+        """Bytes held by the tape, each array once: the initial states, per layer its input
+        (a copy of x for layer 0; for k > 0 the previous output, or with dropout the dropped-out
+        copy and its mask), its output, and per direction the arrays listed in
+        ``record["tape"]`` (gates, and c_t or W_hn h_{t-1} + b_hn)."""
+        arrays = {}
+        for a in self.init:
+            arrays[id(a)] = a
         for lt in self.layers:
-            total += lt.inp.nbytes + lt.out.nbytes + (lt.mask.nbytes if lt.mask is not None else 0)
+            for a in (lt.inp, lt.out, lt.mask):
+                if a is not None:
+                    arrays[id(a)] = a
             for rec in lt.records:
-                total += sum(a.nbytes for a in rec.values() if isinstance(a, np.ndarray)
-                             and a.ndim == 2 and a.shape[0] == self.T * self.B)
-        return total
+                for a in rec["tape"]:
+                    arrays[id(a)] = a
+        return sum(a.nbytes for a in arrays.values())
 
 
 class LSTM(_RNNBase):
@@ -342,7 +353,7 @@ class LSTM(_RNNBase):
                                  init[0], init[1], out, d * P, gates, c_buf, ws["r_buf"],
                                  final[0], final[1], d == 1, train)
         if train:
-            rec.update(gates=gates, c_buf=c_buf)
+            rec.update(gates=gates, c_buf=c_buf, tape=(gates, c_buf))
             return rec
         return None
 
@@ -427,7 +438,7 @@ class GRU(_RNNBase):
                                d * H, gates, ws["hg"], hn_buf, ws["rh"], final[0],
                                self.reset_after, d == 1, keep_hn)
         if train:
-            rec.update(gates=gates, hn_buf=hn_buf)
+            rec.update(gates=gates, hn_buf=hn_buf, tape=(gates, hn_buf) if keep_hn else (gates,))
             return rec
         return None
 
