@@ -2,7 +2,8 @@
 
 All Cython compiler directives live here and nowhere else.  ``FUSEDRNN_DEBUG=1`` turns bounds
 checks on; ``FUSEDRNN_NATIVE=1`` adds ``-march=native`` for local experiments (never in the
-default build: the AVX-512 / AVX2 code paths are chosen at run time, see kernels/rnn_math.h).
+default build: the AVX-512 / AVX2 code paths are chosen at run time, see kernels/rnn_math.h);
+``FUSEDRNN_OPENMP=0`` builds without OpenMP (the time loops then run on one thread).
 """
 import os
 import sys
@@ -14,6 +15,8 @@ from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("FUSEDRNN_DEBUG", "0") == "1"
 NATIVE = os.environ.get("FUSEDRNN_NATIVE", "0") == "1"
+# OpenMP threads share each time step between cores; macOS' clang has no OpenMP by default.
+OPENMP = os.environ.get("FUSEDRNN_OPENMP", "0" if sys.platform == "darwin" else "1") == "1"
 
 directives = {
     "language_level": 3,
@@ -30,16 +33,21 @@ class BuildExt(build_ext):
 
     def build_extensions(self):
         ctype = self.compiler.compiler_type
+        link = []
         if ctype == "msvc":
-            args = ["/O2"]
+            args = ["/O2", "/openmp"]
         else:
             args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-function"]
             if NATIVE:
                 args.append("-march=native")
             if DEBUG:
                 args = ["-O0", "-g"]
+            if OPENMP:
+                args.append("-fopenmp")
+                link.append("-fopenmp")
         for ext in self.extensions:
             ext.extra_compile_args = list(ext.extra_compile_args) + args
+            ext.extra_link_args = list(ext.extra_link_args) + link
         super().build_extensions()
 
 

@@ -7,7 +7,8 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                      const floating *b_hn, const floating *h0,
                      floating *out, Py_ssize_t ldo, floating *gates, floating *hg,
                      floating *hn_buf, bint keep_hn, floating *rh,
-                     floating *h_n, bint reset_after, bint reverse) noexcept nogil
+                     floating *h_n, bint reset_after, bint reverse,
+                     floating *wp_hh, int n_threads) noexcept nogil
 
 cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                       const floating *x, const floating *W_ih, const floating *W_hh,

@@ -8,7 +8,9 @@ applies r to (W_hn h_{t-1} + b_hn); the original form applies r to h_{t-1} befor
 from libc.string cimport memcpy
 
 from _blas cimport floating, gemm, NoTrans, Trans
-from rnn_common cimport gemm_hprev, colsum
+from cython.parallel cimport parallel, prange
+from packed_gemm cimport fr_packed_nr
+from rnn_common cimport gemm_hprev, colsum, pack_weights, pgemm, chunk_lo
 from rnn_math cimport (fr_gru_fwd_f32, fr_gru_fwd_f64, fr_gru_rz_f32, fr_gru_rz_f64,
                        fr_gru_n_f32, fr_gru_n_f64, fr_gru_bwd_f32, fr_gru_bwd_f64,
                        fr_gru_bwd1_f32, fr_gru_bwd1_f64, fr_gru_bwd2_f32, fr_gru_bwd2_f64,
@@ -21,7 +23,8 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                      const floating *b_hn, const floating *h0,
                      floating *out, Py_ssize_t ldo, floating *gates, floating *hg,
                      floating *hn_buf, bint keep_hn, floating *rh,
-                     floating *h_n, bint reset_after, bint reverse) noexcept nogil:
+                     floating *h_n, bint reset_after, bint reverse,
+                     floating *wp_hh, int n_threads) noexcept nogil:
     """Run one GRU layer in one direction over T steps.
 
     x (T*B, I) row stride ldx; W_ih (3H, I); W_hh (3H, H); h0 (B, H).
@@ -32,52 +35,81 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
     hg (B, 3H): workspace for h_{t-1} W_hh^T (reset_after only).
     hn_buf: W_hn h_{t-1} + b_hn of every step (T*B, H) when keep_hn, else (B, H) (reset_after).
     rh (B, H): workspace for r * h_{t-1} (original form).  h_n (B, H): final state.
+    wp_hh: workspace for the packed W_hh.  n_threads: OpenMP threads sharing each step.
     """
     cdef Py_ssize_t G = 3 * H
-    cdef Py_ssize_t s, t, tp, b
+    cdef Py_ssize_t NR = fr_packed_nr()
+    cdef Py_ssize_t s, t, tp, b, c, lo, hi
     cdef const floating *hp
     cdef Py_ssize_t ldhp
     cdef floating *g_t
     cdef floating *hn_t
+    cdef floating *h_t
     if T <= 0 or B <= 0:
         return 0
-    # input projection of the whole sequence: gates = x W_ih^T
+    # input projection of the whole sequence: gates = x W_ih^T (BLAS)
     gemm(NoTrans, Trans, T * B, G, I, <floating>1, x, ldx, W_ih, I, <floating>0, gates, G)
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        if s == 0:
-            hp = h0
-            ldhp = H
-        else:
-            tp = t + 1 if reverse else t - 1
-            hp = out + tp * B * ldo
-            ldhp = ldo
-        g_t = gates + t * B * G
-        if reset_after:
-            # hg = h_{t-1} W_hh^T, then one fused pass
-            gemm(NoTrans, Trans, B, G, H, <floating>1, hp, ldhp, W_hh, H, <floating>0, hg, G)
-            hn_t = hn_buf + t * B * H if keep_hn else hn_buf
-            if floating is float:
-                fr_gru_fwd_f32(B, H, g_t, bias_x, hg, b_hn, hp, ldhp, out + t * B * ldo, ldo,
-                               hn_t)
+    pack_weights(G, H, W_hh, wp_hh)
+    with parallel(num_threads=n_threads):
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            if s == 0:
+                hp = h0
+                ldhp = H
             else:
-                fr_gru_fwd_f64(B, H, g_t, bias_x, hg, b_hn, hp, ldhp, out + t * B * ldo, ldo,
-                               hn_t)
-        else:
-            # [r | z] += h_{t-1} [W_hr | W_hz]^T ; r, z ; rh = r h_{t-1}
-            gemm(NoTrans, Trans, B, 2 * H, H, <floating>1, hp, ldhp, W_hh, H, <floating>1,
-                 g_t, G)
-            if floating is float:
-                fr_gru_rz_f32(B, H, g_t, bias_x, hp, ldhp, rh)
+                tp = t + 1 if reverse else t - 1
+                hp = out + tp * B * ldo
+                ldhp = ldo
+            g_t = gates + t * B * G
+            h_t = out + t * B * ldo
+            if reset_after:
+                hn_t = hn_buf + t * B * H if keep_hn else hn_buf
+                # hg = h_{t-1} W_hh^T, then one fused pass
+                for c in prange(n_threads, schedule='static'):
+                    lo = chunk_lo(G, NR, c, n_threads)
+                    hi = chunk_lo(G, NR, c + 1, n_threads)
+                    if lo < hi:
+                        pgemm(B, lo, hi, H, hp, ldhp, wp_hh, G, <floating>0, hg, G)
+                for c in prange(n_threads, schedule='static'):
+                    lo = chunk_lo(H, 16, c, n_threads)
+                    hi = chunk_lo(H, 16, c + 1, n_threads)
+                    if lo < hi:
+                        if floating is float:
+                            fr_gru_fwd_f32(B, H, lo, hi, g_t, bias_x, hg, b_hn, hp, ldhp, h_t,
+                                           ldo, hn_t)
+                        else:
+                            fr_gru_fwd_f64(B, H, lo, hi, g_t, bias_x, hg, b_hn, hp, ldhp, h_t,
+                                           ldo, hn_t)
             else:
-                fr_gru_rz_f64(B, H, g_t, bias_x, hp, ldhp, rh)
-            # n += (r h_{t-1}) W_hn^T ; n ; h_t
-            gemm(NoTrans, Trans, B, H, H, <floating>1, rh, H, W_hh + 2 * H * H, H,
-                 <floating>1, g_t + 2 * H, G)
-            if floating is float:
-                fr_gru_n_f32(B, H, g_t, bias_x, hp, ldhp, out + t * B * ldo, ldo)
-            else:
-                fr_gru_n_f64(B, H, g_t, bias_x, hp, ldhp, out + t * B * ldo, ldo)
+                # [r | z] += h_{t-1} [W_hr | W_hz]^T ; r, z ; rh = r h_{t-1}
+                for c in prange(n_threads, schedule='static'):
+                    lo = chunk_lo(2 * H, NR, c, n_threads)
+                    hi = chunk_lo(2 * H, NR, c + 1, n_threads)
+                    if lo < hi:
+                        pgemm(B, lo, hi, H, hp, ldhp, wp_hh, G, <floating>1, g_t, G)
+                for c in prange(n_threads, schedule='static'):
+                    lo = chunk_lo(H, 16, c, n_threads)
+                    hi = chunk_lo(H, 16, c + 1, n_threads)
+                    if lo < hi:
+                        if floating is float:
+                            fr_gru_rz_f32(B, H, lo, hi, g_t, bias_x, hp, ldhp, rh)
+                        else:
+                            fr_gru_rz_f64(B, H, lo, hi, g_t, bias_x, hp, ldhp, rh)
+                # n += (r h_{t-1}) W_hn^T ; n ; h_t
+                for c in prange(n_threads, schedule='static'):
+                    lo = chunk_lo(H, NR, c, n_threads)
+                    hi = chunk_lo(H, NR, c + 1, n_threads)
+                    if lo < hi:
+                        pgemm(B, 2 * H + lo, 2 * H + hi, H, rh, H, wp_hh, G, <floating>1,
+                              g_t, G)
+                for c in prange(n_threads, schedule='static'):
+                    lo = chunk_lo(H, 16, c, n_threads)
+                    hi = chunk_lo(H, 16, c + 1, n_threads)
+                    if lo < hi:
+                        if floating is float:
+                            fr_gru_n_f32(B, H, lo, hi, g_t, bias_x, hp, ldhp, h_t, ldo)
+                        else:
+                            fr_gru_n_f64(B, H, lo, hi, g_t, bias_x, hp, ldhp, h_t, ldo)
     t = 0 if reverse else T - 1
     for b in range(B):
         memcpy(h_n + b * H, out + (t * B + b) * ldo, H * sizeof(floating))
@@ -90,7 +122,8 @@ def gru_forward_layer(const floating[:, ::1] x, Py_ssize_t T,
                       const floating[:, ::1] h0, floating[:, ::1] out, Py_ssize_t col,
                       floating[:, ::1] gates, floating[:, ::1] hg, floating[:, ::1] hn_buf,
                       floating[:, ::1] rh, floating[:, ::1] h_n,
-                      bint reset_after, bint reverse, bint keep_hn):
+                      bint reset_after, bint reverse, bint keep_hn, floating[::1] wp_hh,
+                      int n_threads):
     """Python entry for gru_forward; shapes are checked by the caller (fusedrnn._rnn).
 
     x (T*B, I); out (T*B, D*H) with this direction's block starting at column `col`.
@@ -103,7 +136,7 @@ def gru_forward_layer(const floating[:, ::1] x, Py_ssize_t T,
         status = gru_forward(T, B, I, H, &x[0, 0], I, &W_ih[0, 0], &W_hh[0, 0], &bias_x[0],
                              &b_hn[0], &h0[0, 0], &out[0, col], out.shape[1], &gates[0, 0],
                              &hg[0, 0], &hn_buf[0, 0], keep_hn, &rh[0, 0], &h_n[0, 0],
-                             reset_after, reverse)
+                             reset_after, reverse, &wp_hh[0], n_threads)
     return status
 
 

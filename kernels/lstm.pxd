@@ -7,7 +7,8 @@ cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py
                       const floating *W_hr, const floating *h0, const floating *c0,
                       floating *out, Py_ssize_t ldo, floating *gates,
                       floating *c_buf, bint keep_c, floating *r_buf,
-                      floating *h_n, floating *c_n, bint reverse) noexcept nogil
+                      floating *h_n, floating *c_n, bint reverse,
+                      floating *wp_hh, floating *wp_hr, int n_threads) noexcept nogil
 
 cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
                        const floating *x, const floating *W_ih, const floating *W_hh,

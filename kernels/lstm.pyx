@@ -7,7 +7,10 @@ time-major order, row index t * B + b.  Gate blocks per row: [i | f | g | o], ea
 from libc.string cimport memcpy
 
 from _blas cimport floating, gemm, NoTrans, Trans
-from rnn_common cimport gemm_hprev, colsum
+from packed_gemm cimport fr_packed_nr, fr_packed_size_f32, fr_packed_size_f64
+from rnn_math cimport fr_max_threads
+from cython.parallel cimport parallel, prange
+from rnn_common cimport gemm_hprev, colsum, pack_weights, pgemm, chunk_lo
 from rnn_math cimport (fr_lstm_fwd_f32, fr_lstm_fwd_f64, fr_lstm_bwd_f32, fr_lstm_bwd_f64,
                        fr_add_rows_f32, fr_add_rows_f64, fr_activations_f32,
                        fr_activations_f64)
@@ -19,7 +22,8 @@ cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py
                       const floating *W_hr, const floating *h0, const floating *c0,
                       floating *out, Py_ssize_t ldo, floating *gates,
                       floating *c_buf, bint keep_c, floating *r_buf,
-                      floating *h_n, floating *c_n, bint reverse) noexcept nogil:
+                      floating *h_n, floating *c_n, bint reverse,
+                      floating *wp_hh, floating *wp_hr, int n_threads) noexcept nogil:
     """Run one LSTM layer in one direction over T steps.
 
     x (T*B, I) row stride ldx; W_ih (4H, I); W_hh (4H, P); bias (4H) = b_ih + b_hh;
@@ -29,50 +33,72 @@ cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py
     c_buf: (T*B, H) when keep_c (c_t of every step, for backward), else (2*B, H) ping-pong.
     r_buf (B, H): projection input o * tanh(c_t) (unused without projection).
     h_n (B, P), c_n (B, H): final state.  reverse: run t = T-1 .. 0.
+    wp_hh, wp_hr: workspaces for the packed W_hh and W_hr (packed_gemm.h sizes).
+    n_threads: OpenMP threads sharing each step (columns of the GEMMs, hidden units of the
+    gate pass), with a barrier between the phases.
     """
     cdef Py_ssize_t G = 4 * H
-    cdef Py_ssize_t s, t, tp, slot, pslot, b
+    cdef Py_ssize_t NR = fr_packed_nr()
+    cdef Py_ssize_t s, t, tp, slot, pslot, b, c, lo, hi
     cdef const floating *hp
     cdef const floating *cp
     cdef Py_ssize_t ldhp
     cdef floating *c_t
+    cdef floating *g_t
     cdef floating *hdst
     cdef Py_ssize_t ldh
     if T <= 0 or B <= 0:
         return 0
-    # input projection of the whole sequence: gates = x W_ih^T
+    # input projection of the whole sequence: gates = x W_ih^T (BLAS)
     gemm(NoTrans, Trans, T * B, G, I, <floating>1, x, ldx, W_ih, I, <floating>0, gates, G)
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        slot = t if keep_c else (s & 1)
-        if s == 0:
-            hp = h0
-            ldhp = P
-            cp = c0
-        else:
-            tp = t + 1 if reverse else t - 1
-            pslot = tp if keep_c else ((s - 1) & 1)
-            hp = out + tp * B * ldo
-            ldhp = ldo
-            cp = c_buf + pslot * B * H
-        # recurrent part: gates_t += h_{t-1} W_hh^T
-        gemm(NoTrans, Trans, B, G, P, <floating>1, hp, ldhp, W_hh, P, <floating>1,
-             gates + t * B * G, G)
-        c_t = c_buf + slot * B * H
-        if W_hr != NULL:
-            hdst = r_buf
-            ldh = H
-        else:
-            hdst = out + t * B * ldo
-            ldh = ldo
-        if floating is float:
-            fr_lstm_fwd_f32(B, H, gates + t * B * G, G, bias, cp, c_t, hdst, ldh)
-        else:
-            fr_lstm_fwd_f64(B, H, gates + t * B * G, G, bias, cp, c_t, hdst, ldh)
-        if W_hr != NULL:
-            # h_t = W_hr (o * tanh(c_t))
-            gemm(NoTrans, Trans, B, P, H, <floating>1, r_buf, H, W_hr, H, <floating>0,
-                 out + t * B * ldo, ldo)
+    pack_weights(G, P, W_hh, wp_hh)
+    if W_hr != NULL:
+        pack_weights(P, H, W_hr, wp_hr)
+    with parallel(num_threads=n_threads):
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            slot = t if keep_c else (s & 1)
+            if s == 0:
+                hp = h0
+                ldhp = P
+                cp = c0
+            else:
+                tp = t + 1 if reverse else t - 1
+                pslot = tp if keep_c else ((s - 1) & 1)
+                hp = out + tp * B * ldo
+                ldhp = ldo
+                cp = c_buf + pslot * B * H
+            g_t = gates + t * B * G
+            c_t = c_buf + slot * B * H
+            if W_hr != NULL:
+                hdst = r_buf
+                ldh = H
+            else:
+                hdst = out + t * B * ldo
+                ldh = ldo
+            # recurrent part: gates_t += h_{t-1} W_hh^T, columns shared between threads
+            for c in prange(n_threads, schedule='static'):
+                lo = chunk_lo(G, NR, c, n_threads)
+                hi = chunk_lo(G, NR, c + 1, n_threads)
+                if lo < hi:
+                    pgemm(B, lo, hi, P, hp, ldhp, wp_hh, G, <floating>1, g_t, G)
+            # fused gate pass, hidden units shared between threads
+            for c in prange(n_threads, schedule='static'):
+                lo = chunk_lo(H, 16, c, n_threads)
+                hi = chunk_lo(H, 16, c + 1, n_threads)
+                if lo < hi:
+                    if floating is float:
+                        fr_lstm_fwd_f32(B, H, lo, hi, g_t, G, bias, cp, c_t, hdst, ldh)
+                    else:
+                        fr_lstm_fwd_f64(B, H, lo, hi, g_t, G, bias, cp, c_t, hdst, ldh)
+            if W_hr != NULL:
+                # h_t = W_hr (o * tanh(c_t))
+                for c in prange(n_threads, schedule='static'):
+                    lo = chunk_lo(P, NR, c, n_threads)
+                    hi = chunk_lo(P, NR, c + 1, n_threads)
+                    if lo < hi:
+                        pgemm(B, lo, hi, H, r_buf, H, wp_hr, P, <floating>0,
+                              out + t * B * ldo, ldo)
     # final state
     t = 0 if reverse else T - 1
     slot = t if keep_c else ((T - 1) & 1)
@@ -88,11 +114,13 @@ def lstm_forward_layer(const floating[:, ::1] x, Py_ssize_t T,
                        const floating[:, ::1] h0, const floating[:, ::1] c0,
                        floating[:, ::1] out, Py_ssize_t col,
                        floating[:, ::1] gates, floating[:, ::1] c_buf, floating[:, ::1] r_buf,
-                       floating[:, ::1] h_n, floating[:, ::1] c_n, bint reverse, bint keep_c):
+                       floating[:, ::1] h_n, floating[:, ::1] c_n, bint reverse, bint keep_c,
+                       floating[::1] wp_hh, floating[::1] wp_hr, int n_threads):
     """Python entry for lstm_forward; shapes are checked by the caller (fusedrnn._rnn).
 
     x (T*B, I); out (T*B, D*P) with this direction's block starting at column `col`;
     W_hr has 0 rows when there is no projection; c_buf has T*B rows (keep_c) or 2*B.
+    wp_hh, wp_hr: packed-weight workspaces of packed_size(4H, P) and packed_size(P, H).
     """
     cdef Py_ssize_t B = h0.shape[0], I = x.shape[1], H = c0.shape[1], P = h0.shape[1]
     cdef const floating *whr = &W_hr[0, 0] if W_hr.shape[0] > 0 else NULL
@@ -103,8 +131,20 @@ def lstm_forward_layer(const floating[:, ::1] x, Py_ssize_t T,
         status = lstm_forward(T, B, I, H, P, &x[0, 0], I, &W_ih[0, 0], &W_hh[0, 0], &bias[0],
                               whr, &h0[0, 0], &c0[0, 0], &out[0, col], out.shape[1],
                               &gates[0, 0], &c_buf[0, 0], keep_c, &r_buf[0, 0],
-                              &h_n[0, 0], &c_n[0, 0], reverse)
+                              &h_n[0, 0], &c_n[0, 0], reverse, &wp_hh[0],
+                              &wp_hr[0] if W_hr.shape[0] > 0 else NULL, n_threads)
     return status
+
+
+def packed_size(Py_ssize_t N, Py_ssize_t K, bint double):
+    """Elements of the packed copy of an (N, K) weight (packed_gemm.h)."""
+    return fr_packed_size_f64(N, K) if double else fr_packed_size_f32(N, K)
+
+
+def max_threads():
+    """OpenMP's thread count for a parallel region (1 without OpenMP); threadpoolctl's
+    limits apply to it."""
+    return fr_max_threads()
 
 
 cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,

@@ -32,6 +32,7 @@
 #define FUSEDRNN_PACKED_GEMM_H
 
 #include <stddef.h>
+#include <stdlib.h>
 
 #define FR_PACKED_NR 32
 
@@ -52,10 +53,24 @@
 #define FRP_X86 0
 #endif
 
+/* allocation of the packed rows of A (tests define them to exercise the no-allocation path) */
+#ifndef FRP_MALLOC
+#define FRP_MALLOC malloc
+#define FRP_FREE free
+#endif
+
 /* cache blocking over K: a 32-column panel block of KC values of k is 32 KB, it stays in L1 while
  * all row blocks of A go through it */
+#ifndef FRP_KC_F32
 #define FRP_KC_F32 256
+#endif
+/* rows of A processed per pass over W: the A block should stay in L2 (1-2 MB on recent x86) */
+#ifndef FRP_A_BYTES
+#define FRP_A_BYTES (1024 * 1024)
+#endif
+#ifndef FRP_KC_F64
 #define FRP_KC_F64 128
+#endif
 
 /* ISA codes for fr_packed_force_isa / fr_packed_isa */
 #define FR_ISA_AUTO 0
@@ -137,17 +152,21 @@ FRP_DEFINE_PACK(f64, double)
 /* ---------------------------------------------------------------- block kernels
  * A block kernel computes, for one row block (mr rows) and one k-block (kc values of k) of one
  * panel, C[0:mr, 0:32] = A[0:mr, 0:kc] . Bp^T (+ C if acc), with Bp the panel at that k-block
- * (row stride 32).  Signature shared by all ISAs: */
-typedef void (*frp_blk_f32)(int mr, ptrdiff_t kc, const float *A, ptrdiff_t lda, const float *B,
+ * (row stride 32) and A packed k-major: A(i, k) at A[k mr + i], so that the broadcasts read one
+ * contiguous stream (rows of the caller's A, often 4 KB apart, would fight for the same L1 sets).
+ * pf (same layout as B) is prefetched into L2 on the way: the block that comes next.
+ * Signature shared by all ISAs: */
+typedef void (*frp_blk_f32)(int mr, ptrdiff_t kc, const float *A, const float *B, const float *pf,
                             int acc, float *C, ptrdiff_t ldc);
-typedef void (*frp_blk_f64)(int mr, ptrdiff_t kc, const double *A, ptrdiff_t lda, const double *B,
-                            int acc, double *C, ptrdiff_t ldc);
+typedef void (*frp_blk_f64)(int mr, ptrdiff_t kc, const double *A, const double *B,
+                            const double *pf, int acc, double *C, ptrdiff_t ldc);
 
 /* scalar: rows in blocks of 4, the 32 columns as an inner loop the compiler can vectorise */
 #define FRP_DEFINE_SCALAR(SFX, real)                                                               \
-static void frp_blk_scalar_##SFX(int mr, ptrdiff_t kc, const real *FRP_RESTRICT A, ptrdiff_t lda, \
-        const real *FRP_RESTRICT B, int acc, real *FRP_RESTRICT C, ptrdiff_t ldc)                  \
+static void frp_blk_scalar_##SFX(int mr, ptrdiff_t kc, const real *FRP_RESTRICT A,                 \
+        const real *FRP_RESTRICT B, const real *pf, int acc, real *FRP_RESTRICT C, ptrdiff_t ldc)  \
 {                                                                                                  \
+    (void)pf;                                                                                      \
     for (int i0 = 0; i0 < mr; i0 += 4) {                                                           \
         int m = mr - i0 < 4 ? mr - i0 : 4;                                                         \
         real c[4][FR_PACKED_NR];                                                                   \
@@ -157,7 +176,7 @@ static void frp_blk_scalar_##SFX(int mr, ptrdiff_t kc, const real *FRP_RESTRICT 
         for (ptrdiff_t k = 0; k < kc; k++) {                                                       \
             const real *FRP_RESTRICT b = B + k * FR_PACKED_NR;                                     \
             for (int i = 0; i < m; i++) {                                                          \
-                real a = A[(i0 + i) * lda + k];                                                    \
+                real a = A[k * mr + i0 + i];                                                       \
                 for (int j = 0; j < FR_PACKED_NR; j++)                                             \
                     c[i][j] += a * b[j];                                                           \
             }                                                                                      \
@@ -178,14 +197,19 @@ FRP_DEFINE_SCALAR(f32, float)
 FRP_DEFINE_SCALAR(f64, double)
 
 #if FRP_X86
+/* prefetch into L2 the cache lines of [p, p + bytes) */
+#define FRP_PREFETCH(p, bytes)                                                                     \
+    _Pragma("GCC unroll 4") for (size_t l_ = 0; l_ < (bytes); l_ += 64)                            \
+        _mm_prefetch((const char *)(p) + l_, _MM_HINT_T1)
+
 /* SIMD micro-kernel, generic over the vector type: MR rows (a compile-time constant once
  * inlined) x NV vectors of VL lanes, columns at B[k * 32 + 0 .. NV*VL).  For MR <= 2 the k loop
  * is unrolled by two with a second set of accumulators, so that enough independent FMA chains
  * hide the FMA latency. */
-#define FRP_DEFINE_UKERNEL(NAME, TGT, real, vec, VL, NV, ZERO, LOADU, SET1, FMADD, ADD, STOREU)   \
-__attribute__((always_inline, target(TGT))) static inline void NAME(                              \
-        const int MR, ptrdiff_t kc, const real *FRP_RESTRICT A, ptrdiff_t lda,                    \
-        const real *FRP_RESTRICT B, int acc, real *FRP_RESTRICT C, ptrdiff_t ldc)                 \
+#define FRP_DEFINE_UKERNEL(NAME, TGT, real, vec, VL, NV, ZERO, LOADU, SET1, FMADD, ADD, STOREU)    \
+__attribute__((always_inline, target(TGT))) static inline void NAME(                               \
+        const int MR, ptrdiff_t kc, const real *FRP_RESTRICT A, const real *FRP_RESTRICT B,        \
+        const real *pf, int acc, real *FRP_RESTRICT C, ptrdiff_t ldc)                              \
 {                                                                                                  \
     vec c[12][NV];                                                                                 \
     _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                          \
@@ -201,9 +225,11 @@ __attribute__((always_inline, target(TGT))) static inline void NAME(            
                 b0[v] = LOADU(B + k * FR_PACKED_NR + v * VL);                                      \
                 b1[v] = LOADU(B + (k + 1) * FR_PACKED_NR + v * VL);                                \
             }                                                                                      \
+            FRP_PREFETCH(pf + k * FR_PACKED_NR, NV * VL * sizeof(real));                           \
+            FRP_PREFETCH(pf + (k + 1) * FR_PACKED_NR, NV * VL * sizeof(real));                     \
             _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                \
-                vec a0 = SET1(A[i * lda + k]);                                                     \
-                vec a1 = SET1(A[i * lda + k + 1]);                                                 \
+                vec a0 = SET1(A[k * MR + i]);                                                      \
+                vec a1 = SET1(A[(k + 1) * MR + i]);                                                \
                 _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                             \
                     c[i][v] = FMADD(a0, b0[v], c[i][v]);                                           \
                     d[i][v] = FMADD(a1, b1[v], d[i][v]);                                           \
@@ -217,8 +243,9 @@ __attribute__((always_inline, target(TGT))) static inline void NAME(            
         vec b[NV];                                                                                 \
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                       \
             b[v] = LOADU(B + k * FR_PACKED_NR + v * VL);                                           \
+        FRP_PREFETCH(pf + k * FR_PACKED_NR, NV * VL * sizeof(real));                               \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                    \
-            vec a = SET1(A[i * lda + k]);                                                          \
+            vec a = SET1(A[k * MR + i]);                                                           \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                   \
                 c[i][v] = FMADD(a, b[v], c[i][v]);                                                 \
         }                                                                                          \
@@ -235,11 +262,11 @@ __attribute__((always_inline, target(TGT))) static inline void NAME(            
 #define FRP_CASE(UK, STEP, m)                                                                      \
     case m:                                                                                        \
         for (int s = 0; s < FR_PACKED_NR; s += STEP)                                               \
-            UK(m, kc, A, lda, B + s, acc, C + s, ldc);                                             \
+            UK(m, kc, A, B + s, pf + s, acc, C + s, ldc);                                          \
         break;
-#define FRP_DEFINE_BLK(NAME, UK, TGT, real, STEP)                                                 \
-__attribute__((target(TGT))) static void NAME(int mr, ptrdiff_t kc, const real *A, ptrdiff_t lda, \
-        const real *B, int acc, real *C, ptrdiff_t ldc)                                            \
+#define FRP_DEFINE_BLK(NAME, UK, TGT, real, STEP)                                                  \
+__attribute__((target(TGT))) static void NAME(int mr, ptrdiff_t kc, const real *A,                 \
+        const real *B, const real *pf, int acc, real *C, ptrdiff_t ldc)                            \
 {                                                                                                  \
     switch (mr) {                                                                                  \
     FRP_CASE(UK, STEP, 1) FRP_CASE(UK, STEP, 2) FRP_CASE(UK, STEP, 3) FRP_CASE(UK, STEP, 4)        \
@@ -272,15 +299,93 @@ FRP_DEFINE_BLK(frp_blk_avx2_f64, frp_uk_avx2_f64, "avx2,fma", double, 8)
 #endif /* FRP_X86 */
 
 /* ---------------------------------------------------------------- driver
- * Loop order: k-blocks, then panels of the column range, then row blocks, so that one panel
- * block (32 x KC) stays in L1 while all rows of A go through it.  Partial panels (column range
- * not covering the whole panel) go through a small tile. */
+ * Rows of A are taken in chunks of at most mc rows (the packed chunk, mc x K, fits FRP_A_BYTES so
+ * it stays in L2 while W streams by), each chunk in balanced row blocks of at most mrmax rows.
+ * Per chunk the loop order is: panels of the column range, k-blocks, row blocks, so one panel
+ * block (32 x KC) stays in L1 while all row blocks go through it, and the chunk's strip of C
+ * (mc x 32, updated once per k-block) stays in L1/L2.  A chunk is packed once per call into a
+ * malloc'ed buffer.  Without it (a single row block, or malloc failed) the loop order is k-blocks,
+ * row blocks (packed into a buffer on the stack), panels: correct, only slower for large M N K.
+ * Partial panels (column range not covering the whole panel) go through a small tile. */
 #define FRP_DEFINE_GEMM(SFX, real, KC)                                                             \
 static void frp_select_##SFX(frp_blk_##SFX *blk, int *mrmax)                                       \
 {                                                                                                  \
     switch (fr_packed_isa()) {                                                                     \
     FRP_SELECT_SIMD_##SFX                                                                          \
     default: *blk = frp_blk_scalar_##SFX; *mrmax = 8; break;                                       \
+    }                                                                                              \
+}                                                                                                  \
+/* Ap[k mr + i] = A[i, k], i < mr, k < kc */                                                       \
+static void frp_pack_a_##SFX(int mr, ptrdiff_t kc, const real *FRP_RESTRICT A, ptrdiff_t lda,      \
+                             real *FRP_RESTRICT Ap)                                                \
+{                                                                                                  \
+    for (int i = 0; i < mr; i++)                                                                   \
+        for (ptrdiff_t k = 0; k < kc; k++)                                                         \
+            Ap[k * mr + i] = A[i * lda + k];                                                       \
+}                                                                                                  \
+/* one row block x one k-block x one panel; columns [ja, jb) of the panel are written */           \
+static inline void frp_tile_##SFX(frp_blk_##SFX blk, int mr, ptrdiff_t kc, const real *Ap,         \
+        const real *B, const real *pf, int acc, real *C, ptrdiff_t ldc, ptrdiff_t ja, ptrdiff_t jb) \
+{                                                                                                  \
+    if (ja == 0 && jb == FR_PACKED_NR) {                                                           \
+        blk(mr, kc, Ap, B, pf, acc, C, ldc);                                                       \
+    } else {                                                                                       \
+        real tile[12 * FR_PACKED_NR];                                                              \
+        blk(mr, kc, Ap, B, pf, 0, tile, FR_PACKED_NR);                                             \
+        for (int i = 0; i < mr; i++)                                                               \
+            for (ptrdiff_t j = ja; j < jb; j++)                                                    \
+                C[i * ldc + j] = acc ? C[i * ldc + j] + tile[i * FR_PACKED_NR + j]                 \
+                                     : tile[i * FR_PACKED_NR + j];                                 \
+    }                                                                                              \
+}                                                                                                  \
+/* the chunk's rows are packed in Ap: block b (rows i0 .. i0 + mr) at Ap + i0 K, k-major */        \
+static void frp_gemm_chunk_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrdiff_t n0,          \
+        ptrdiff_t n1, ptrdiff_t K, const real *Ap, const real *Wp, real beta, real *C,             \
+        ptrdiff_t ldc)                                                                             \
+{                                                                                                  \
+    ptrdiff_t nb = (M + mrmax - 1) / mrmax, mb = M / nb, nbig = M % nb;                            \
+    for (ptrdiff_t p = n0 / FR_PACKED_NR; p * FR_PACKED_NR < n1; p++) {                            \
+        ptrdiff_t j0 = p * FR_PACKED_NR;                                                           \
+        ptrdiff_t ja = n0 > j0 ? n0 - j0 : 0;                                                      \
+        ptrdiff_t jb = n1 - j0 < FR_PACKED_NR ? n1 - j0 : FR_PACKED_NR;                            \
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {                                                 \
+            ptrdiff_t kc = K - k0 < KC ? K - k0 : KC;                                              \
+            int acc = k0 > 0 || beta != 0;                                                         \
+            const real *B = Wp + (p * K + k0) * FR_PACKED_NR;                                      \
+            for (ptrdiff_t b = 0, i0 = 0; b < nb; b++) {                                           \
+                int mr = (int)(b < nbig ? mb + 1 : mb);                                            \
+                /* the first row block brings the next k-block (or panel) into L2 */               \
+                const real *pf = b == 0 ? B + kc * FR_PACKED_NR : B;                               \
+                frp_tile_##SFX(blk, mr, kc, Ap + i0 * K + k0 * mr, B, pf, acc, C + i0 * ldc + j0,  \
+                               ldc, ja, jb);                                                       \
+                i0 += mr;                                                                          \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+/* no heap buffer: k-blocks, row blocks packed on the stack, panels */                             \
+static void frp_gemm_stack_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrdiff_t n0,          \
+        ptrdiff_t n1, ptrdiff_t K, const real *A, ptrdiff_t lda, const real *Wp, real beta,        \
+        real *C, ptrdiff_t ldc)                                                                    \
+{                                                                                                  \
+    real Ap[12 * KC];                                                                              \
+    ptrdiff_t nb = (M + mrmax - 1) / mrmax, mb = M / nb, nbig = M % nb;                            \
+    for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {                                                     \
+        ptrdiff_t kc = K - k0 < KC ? K - k0 : KC;                                                  \
+        int acc = k0 > 0 || beta != 0;                                                             \
+        for (ptrdiff_t b = 0, i0 = 0; b < nb; b++) {                                               \
+            int mr = (int)(b < nbig ? mb + 1 : mb);                                                \
+            frp_pack_a_##SFX(mr, kc, A + i0 * lda + k0, lda, Ap);                                  \
+            for (ptrdiff_t p = n0 / FR_PACKED_NR; p * FR_PACKED_NR < n1; p++) {                    \
+                ptrdiff_t j0 = p * FR_PACKED_NR;                                                   \
+                ptrdiff_t ja = n0 > j0 ? n0 - j0 : 0;                                              \
+                ptrdiff_t jb = n1 - j0 < FR_PACKED_NR ? n1 - j0 : FR_PACKED_NR;                    \
+                const real *B = Wp + (p * K + k0) * FR_PACKED_NR;                                  \
+                frp_tile_##SFX(blk, mr, kc, Ap, B, B + K * FR_PACKED_NR, acc, C + i0 * ldc + j0,   \
+                               ldc, ja, jb);                                                       \
+            }                                                                                      \
+            i0 += mr;                                                                              \
+        }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
 FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,            \
@@ -291,6 +396,8 @@ FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdi
     int mrmax;                                                                                     \
     if (n1 > N)                                                                                    \
         n1 = N;                                                                                    \
+    if (n0 < 0)                                                                                    \
+        n0 = 0;                                                                                    \
     if (M <= 0 || n0 >= n1)                                                                        \
         return;                                                                                    \
     if (K <= 0) {                                                                                  \
@@ -300,35 +407,28 @@ FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdi
         return;                                                                                    \
     }                                                                                              \
     frp_select_##SFX(&blk, &mrmax);                                                                \
-    /* balanced row blocks: nb blocks of mb or mb + 1 rows */                                      \
-    ptrdiff_t nb = (M + mrmax - 1) / mrmax, mb = M / nb, nbig = M % nb;                            \
-    for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {                                                     \
-        ptrdiff_t kc = K - k0 < KC ? K - k0 : KC;                                                  \
-        int acc = k0 > 0 || beta != 0;                                                             \
-        for (ptrdiff_t p = n0 / FR_PACKED_NR; p * FR_PACKED_NR < n1; p++) {                        \
-            ptrdiff_t j0 = p * FR_PACKED_NR;                                                       \
-            ptrdiff_t ja = n0 > j0 ? n0 - j0 : 0;                                                  \
-            ptrdiff_t jb = n1 - j0 < FR_PACKED_NR ? n1 - j0 : FR_PACKED_NR;                        \
-            const real *B = Wp + (p * K + k0) * FR_PACKED_NR;                                      \
-            ptrdiff_t i0 = 0;                                                                      \
-            for (ptrdiff_t b = 0; b < nb; b++) {                                                   \
-                int mr = (int)(b < nbig ? mb + 1 : mb);                                            \
-                const real *Ab = A + i0 * lda + k0;                                                \
-                real *Cb = C + i0 * ldc + j0;                                                      \
-                if (ja == 0 && jb == FR_PACKED_NR) {                                               \
-                    blk(mr, kc, Ab, lda, B, acc, Cb, ldc);                                         \
-                } else {                                                                           \
-                    real tile[12 * FR_PACKED_NR];                                                  \
-                    blk(mr, kc, Ab, lda, B, 0, tile, FR_PACKED_NR);                                \
-                    for (int i = 0; i < mr; i++)                                                   \
-                        for (ptrdiff_t j = ja; j < jb; j++)                                        \
-                            Cb[i * ldc + j] = acc ? Cb[i * ldc + j] + tile[i * FR_PACKED_NR + j]  \
-                                                  : tile[i * FR_PACKED_NR + j];                    \
-                }                                                                                  \
-                i0 += mr;                                                                          \
-            }                                                                                      \
-        }                                                                                          \
+    ptrdiff_t mc = FRP_A_BYTES / ((ptrdiff_t)sizeof(real) * K);                                    \
+    mc = mc < mrmax ? mrmax : mc > M ? M : mc;                                                     \
+    real *Ap = NULL;                                                                               \
+    if (M > mrmax)                                                                                 \
+        Ap = (real *)FRP_MALLOC(sizeof(real) * (size_t)(mc * K));                                  \
+    if (Ap == NULL) {                                                                              \
+        frp_gemm_stack_##SFX(blk, mrmax, M, n0, n1, K, A, lda, Wp, beta, C, ldc);                  \
+        return;                                                                                    \
     }                                                                                              \
+    ptrdiff_t nch = (M + mc - 1) / mc;                                                             \
+    for (ptrdiff_t ch = 0, m0 = 0; ch < nch; ch++) {                                               \
+        ptrdiff_t Mc = M / nch + (ch < M % nch);                                                   \
+        ptrdiff_t nb = (Mc + mrmax - 1) / mrmax, mb = Mc / nb, nbig = Mc % nb;                     \
+        for (ptrdiff_t b = 0, i0 = 0; b < nb; b++) {                                               \
+            int mr = (int)(b < nbig ? mb + 1 : mb);                                                \
+            frp_pack_a_##SFX(mr, K, A + (m0 + i0) * lda, lda, Ap + i0 * K);                        \
+            i0 += mr;                                                                              \
+        }                                                                                          \
+        frp_gemm_chunk_##SFX(blk, mrmax, Mc, n0, n1, K, Ap, Wp, beta, C + m0 * ldc, ldc);          \
+        m0 += Mc;                                                                                  \
+    }                                                                                              \
+    FRP_FREE(Ap);                                                                                  \
 }
 
 #if FRP_X86

@@ -28,3 +28,37 @@ cdef inline void colsum(Py_ssize_t R, Py_ssize_t N, const floating *A, Py_ssize_
                         const floating *ones, floating *y) noexcept nogil:
     """y (N) = sum over the R rows of A (row stride lda); `ones` holds R ones."""
     gemm(NoTrans, NoTrans, 1, N, R, <floating>1, ones, R, A, lda, <floating>0, y, N)
+
+
+# ---------------------------------------------------------------- packed recurrent GEMM
+from packed_gemm cimport (fr_packed_nr, fr_pack_f32, fr_pack_f64, fr_gemm_packed_f32,
+                          fr_gemm_packed_f64)
+
+
+cdef inline void pack_weights(Py_ssize_t N, Py_ssize_t K, const floating *W,
+                              floating *Wp) noexcept nogil:
+    """Pack row-major W (N, K) for pgemm (packed_gemm.h)."""
+    if floating is float:
+        fr_pack_f32(N, K, W, K, Wp)
+    else:
+        fr_pack_f64(N, K, W, K, Wp)
+
+
+cdef inline void pgemm(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
+                       const floating *A, Py_ssize_t lda, const floating *Wp, Py_ssize_t N,
+                       floating beta, floating *C, Py_ssize_t ldc) noexcept nogil:
+    """C[:, n0:n1] = A (M, K) . W[n0:n1]^T + beta C[:, n0:n1] with W packed by pack_weights."""
+    if floating is float:
+        fr_gemm_packed_f32(M, n0, n1, K, A, lda, Wp, N, beta, C, ldc)
+    else:
+        fr_gemm_packed_f64(M, n0, n1, K, A, lda, Wp, N, beta, C, ldc)
+
+
+cdef inline Py_ssize_t chunk_lo(Py_ssize_t n, Py_ssize_t align, Py_ssize_t c,
+                                Py_ssize_t nc) noexcept nogil:
+    """Start of chunk c of nc over [0, n), bounds multiples of align (chunk c ends at
+    chunk_lo(n, align, c + 1, nc))."""
+    cdef Py_ssize_t units = (n + align - 1) // align
+    cdef Py_ssize_t per = (units + nc - 1) // nc
+    cdef Py_ssize_t lo = c * per * align
+    return lo if lo < n else n

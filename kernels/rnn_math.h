@@ -35,6 +35,14 @@
 #define FR_RESTRICT
 #endif
 
+/* OpenMP's thread count for the next parallel region (1 in a build without OpenMP). */
+#ifdef _OPENMP
+#include <omp.h>
+static int fr_max_threads(void) { return omp_get_max_threads(); }
+#else
+static int fr_max_threads(void) { return 1; }
+#endif
+
 /* ---------------------------------------------------------------- activations, float32 */
 FR_INLINE float fr_expf(float x)
 {
@@ -85,7 +93,8 @@ FR_INLINE double fr_sigmoid(double x)
 FR_INLINE double fr_tanh(double x) { return tanh(x); }
 
 /* ---------------------------------------------------------------- the fused passes
- * FR_DEFINE_PASSES(suffix, real, SIGMOID, TANH) defines, for one floating type:
+ * FR_DEFINE_PASSES(suffix, real, SIGMOID, TANH) defines, for one floating type (the forward
+ * passes work on the hidden units j0 <= j < j1 of every row, so that threads can share a step):
  *
  * fr_lstm_fwd:  gates (B, 4H) hold x_t W_ih^T + h_{t-1} W_hh^T; adds `bias` (4H), applies the
  *     activations in place (i, f, o sigmoid, g tanh), c_t = f c_{t-1} + i g written to `c`,
@@ -109,7 +118,7 @@ FR_INLINE double fr_tanh(double x) { return tanh(x); }
  *     r drh to dh and writes rh = r h_{t-1} (for the W_hn gradient).
  */
 #define FR_DEFINE_PASSES(SFX, real, SIGMOID, TANH)                                                \
-FR_DISPATCH void fr_lstm_fwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,               \
+FR_DISPATCH void fr_lstm_fwd_##SFX(ptrdiff_t B, ptrdiff_t H, ptrdiff_t j0, ptrdiff_t j1, real *FR_RESTRICT gates,               \
         ptrdiff_t ldg, const real *FR_RESTRICT bias, const real *FR_RESTRICT c_prev,               \
         real *FR_RESTRICT c, real *FR_RESTRICT h, ptrdiff_t ldh)                                   \
 {                                                                                                  \
@@ -118,7 +127,7 @@ FR_DISPATCH void fr_lstm_fwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT g
         const real *FR_RESTRICT cp = c_prev + b * H;                                               \
         real *FR_RESTRICT cb = c + b * H;                                                          \
         real *FR_RESTRICT hb = h + b * ldh;                                                        \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                        \
             real i = SIGMOID(gi[j] + bias[j]);                                                     \
             real f = SIGMOID(gi[H + j] + bias[H + j]);                                             \
             real g = TANH(gi[2 * H + j] + bias[2 * H + j]);                                        \
@@ -130,7 +139,7 @@ FR_DISPATCH void fr_lstm_fwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT g
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-FR_DISPATCH void fr_gru_fwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,                \
+FR_DISPATCH void fr_gru_fwd_##SFX(ptrdiff_t B, ptrdiff_t H, ptrdiff_t j0, ptrdiff_t j1, real *FR_RESTRICT gates,                \
         const real *FR_RESTRICT bias_x, const real *FR_RESTRICT hg, const real *FR_RESTRICT b_hn, \
         const real *FR_RESTRICT h_prev, ptrdiff_t ldhp, real *FR_RESTRICT h, ptrdiff_t ldh,        \
         real *FR_RESTRICT hn)                                                                      \
@@ -141,7 +150,7 @@ FR_DISPATCH void fr_gru_fwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT ga
         const real *FR_RESTRICT hp = h_prev + b * ldhp;                                            \
         real *FR_RESTRICT hb = h + b * ldh;                                                        \
         real *FR_RESTRICT hnb = hn + b * H;                                                        \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                        \
             real r = SIGMOID(gr[j] + bias_x[j] + hgb[j]);                                          \
             real z = SIGMOID(gr[H + j] + bias_x[H + j] + hgb[H + j]);                              \
             real hnv = hgb[2 * H + j] + b_hn[j];                                                   \
@@ -152,7 +161,7 @@ FR_DISPATCH void fr_gru_fwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT ga
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-FR_DISPATCH void fr_gru_rz_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,                 \
+FR_DISPATCH void fr_gru_rz_##SFX(ptrdiff_t B, ptrdiff_t H, ptrdiff_t j0, ptrdiff_t j1, real *FR_RESTRICT gates,                 \
         const real *FR_RESTRICT bias_x, const real *FR_RESTRICT h_prev, ptrdiff_t ldhp,            \
         real *FR_RESTRICT rh)                                                                      \
 {                                                                                                  \
@@ -160,7 +169,7 @@ FR_DISPATCH void fr_gru_rz_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gat
         real *FR_RESTRICT gr = gates + b * 3 * H;                                                  \
         const real *FR_RESTRICT hp = h_prev + b * ldhp;                                            \
         real *FR_RESTRICT rhb = rh + b * H;                                                        \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                        \
             real r = SIGMOID(gr[j] + bias_x[j]);                                                   \
             gr[j] = r;                                                                             \
             gr[H + j] = SIGMOID(gr[H + j] + bias_x[H + j]);                                        \
@@ -168,7 +177,7 @@ FR_DISPATCH void fr_gru_rz_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gat
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-FR_DISPATCH void fr_gru_n_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,                  \
+FR_DISPATCH void fr_gru_n_##SFX(ptrdiff_t B, ptrdiff_t H, ptrdiff_t j0, ptrdiff_t j1, real *FR_RESTRICT gates,                  \
         const real *FR_RESTRICT bias_x, const real *FR_RESTRICT h_prev, ptrdiff_t ldhp,            \
         real *FR_RESTRICT h, ptrdiff_t ldh)                                                        \
 {                                                                                                  \
@@ -176,7 +185,7 @@ FR_DISPATCH void fr_gru_n_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gate
         real *FR_RESTRICT gr = gates + b * 3 * H;                                                  \
         const real *FR_RESTRICT hp = h_prev + b * ldhp;                                            \
         real *FR_RESTRICT hb = h + b * ldh;                                                        \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                        \
             real z = gr[H + j];                                                                    \
             real n = TANH(gr[2 * H + j] + bias_x[2 * H + j]);                                      \
             gr[2 * H + j] = n;                                                                     \

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _gru, _lstm
 from ._params import Parametrized, make_rng
+from ._threads import packed_buffer, step_threads
 from ._validate import (as_real_array, check_bool, check_dropout, check_dtype, check_shape,
                         check_size)
 
@@ -334,11 +335,14 @@ class LSTM(_RNNBase):
                 self._check_state("c0", c0, B, self.hidden_size, batched))
 
     def _workspace(self, T, B):
-        H = self.hidden_size
+        H, P = self.hidden_size, self._P
         return {"gates": np.empty((T * B, 4 * H), dtype=self.dtype),
                 "c_buf": np.empty((2 * B, H), dtype=self.dtype),
                 "r_buf": np.empty((B, H), dtype=self.dtype),
-                "no_proj": np.empty((0, H), dtype=self.dtype)}
+                "no_proj": np.empty((0, H), dtype=self.dtype),
+                "wp_hh": packed_buffer(4 * H, P, self.dtype),
+                "wp_hr": packed_buffer(P, H, self.dtype),
+                "threads": step_threads(B * 4 * H * P)}
 
     def _layer_forward(self, inp, T, layer, d, init, out, final, ws, train):
         s, H, P = self._suffix(layer, d), self.hidden_size, self._P
@@ -351,7 +355,8 @@ class LSTM(_RNNBase):
         c_buf = np.empty((T * B, H), dtype=self.dtype) if train else ws["c_buf"]
         _lstm.lstm_forward_layer(inp, T, rec["W_ih"], rec["W_hh"], b_ih + b_hh, rec["W_hr"],
                                  init[0], init[1], out, d * P, gates, c_buf, ws["r_buf"],
-                                 final[0], final[1], d == 1, train)
+                                 final[0], final[1], d == 1, train, ws["wp_hh"], ws["wp_hr"],
+                                 ws["threads"])
         if train:
             rec.update(gates=gates, c_buf=c_buf, tape=(gates, c_buf))
             return rec
@@ -423,7 +428,9 @@ class GRU(_RNNBase):
         return {"gates": np.empty((T * B, 3 * H), dtype=self.dtype),
                 "hg": np.empty((B, 3 * H), dtype=self.dtype),
                 "hn_buf": np.empty((B, H), dtype=self.dtype),
-                "rh": np.empty((B, H), dtype=self.dtype)}
+                "rh": np.empty((B, H), dtype=self.dtype),
+                "wp_hh": packed_buffer(3 * H, H, self.dtype),
+                "threads": step_threads(B * 3 * H * H)}
 
     def _layer_forward(self, inp, T, layer, d, init, out, final, ws, train):
         s, H = self._suffix(layer, d), self.hidden_size
@@ -436,7 +443,7 @@ class GRU(_RNNBase):
         hn_buf = np.empty((T * B, H), dtype=self.dtype) if keep_hn else ws["hn_buf"]
         _gru.gru_forward_layer(inp, T, rec["W_ih"], rec["W_hh"], bias_x, b_hn, init[0], out,
                                d * H, gates, ws["hg"], hn_buf, ws["rh"], final[0],
-                               self.reset_after, d == 1, keep_hn)
+                               self.reset_after, d == 1, keep_hn, ws["wp_hh"], ws["threads"])
         if train:
             rec.update(gates=gates, hn_buf=hn_buf, tape=(gates, hn_buf) if keep_hn else (gates,))
             return rec

@@ -1,0 +1,45 @@
+"""How many threads the kernels' time loops use.
+
+Each time step is shared between OpenMP threads (columns of the recurrent GEMM, hidden units of
+the gate pass).  By default that is OpenMP's own count (``OMP_NUM_THREADS``, or all cores), which
+``threadpoolctl.threadpool_limits(n)`` also limits; ``set_num_threads(n)`` overrides it.  The
+input projection and the backward GEMMs use BLAS, whose threads threadpoolctl controls.
+Steps too small to share (less than ~2**17 multiply-adds) run on one thread.
+"""
+import numpy as np
+
+from . import _lstm
+from ._validate import check_size
+
+_requested = None
+MIN_WORK_PER_THREAD = 1 << 17
+
+
+def set_num_threads(n):
+    """Use n threads in the time loops (None: back to OpenMP's default)."""
+    global _requested
+    _requested = None if n is None else check_size("n", n)
+
+
+def get_num_threads():
+    """Threads the time loops may use."""
+    return _requested if _requested is not None else max(1, _lstm.max_threads())
+
+
+def step_threads(work):
+    """Threads for a time step of `work` multiply-adds."""
+    return max(1, min(get_num_threads(), int(work // MIN_WORK_PER_THREAD)))
+
+
+def aligned_empty(n, dtype, align=64):
+    """An uninitialised 1-D array of n elements whose data starts on an `align`-byte boundary."""
+    dtype = np.dtype(dtype)
+    buf = np.empty(n + align // dtype.itemsize, dtype=dtype)
+    off = (-buf.ctypes.data % align) // dtype.itemsize
+    return buf[off:off + n]
+
+
+def packed_buffer(N, K, dtype):
+    """Workspace for the packed copy of an (N, K) weight."""
+    dtype = np.dtype(dtype)
+    return aligned_empty(max(1, _lstm.packed_size(N, K, dtype == np.float64)), dtype)
