@@ -1,0 +1,60 @@
+"""Time steps shared between threads give the same results as one thread and as the reference.
+
+The thread split is forced on small models (the size threshold is lowered) with odd sizes, so
+that column chunks end inside packing panels and hidden-unit chunks are uneven.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from conftest import (assert_tree_close, import_fusedrnn, layer_cfg, layer_data, ref_layer)
+
+fusedrnn = import_fusedrnn()
+from fusedrnn import _threads  # noqa: E402
+
+CASES = [("lstm", 0, True), ("lstm", 7, True), ("gru", 0, True), ("gru", 0, False)]
+
+
+@pytest.fixture
+def forced_threads(monkeypatch):
+    monkeypatch.setattr(_threads, "MIN_WORK_PER_THREAD", 1)
+    yield
+    fusedrnn.set_num_threads(None)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind, proj_size, reset_after", CASES)
+@pytest.mark.parametrize("B", [1, 5])
+def test_threads_match_reference(forced_threads, rng, threads, dtype, kind, proj_size,
+                                 reset_after, B):
+    fusedrnn.set_num_threads(threads)
+    assert fusedrnn.get_num_threads() == threads
+    cfg = layer_cfg(9, 45, num_layers=2, bidirectional=True, proj_size=proj_size)
+    cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+    extra = {} if kind == "lstm" else {"reset_after": reset_after}
+    model = cls(dtype=dtype, seed=3, **cfg, **extra)
+    x, hx = layer_data(rng, kind, cfg, 6, B, hx=True, dtype=dtype)
+    got = model(x, hx)
+    expected = ref_layer(kind, model.state_dict(), x, hx, cfg, reset_after=reset_after)
+    assert_tree_close(got, expected, dtype)
+    fusedrnn.set_num_threads(1)
+    assert_tree_close(got, model(x, hx), dtype)
+
+
+def test_thread_count_api(forced_threads):
+    fusedrnn.set_num_threads(None)
+    if "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
+        assert fusedrnn.get_num_threads() == len(os.sched_getaffinity(0))   # OpenMP default
+    with pytest.raises(ValueError, match="n"):
+        fusedrnn.set_num_threads(0)
+    with pytest.raises(TypeError, match="n"):
+        fusedrnn.set_num_threads(1.5)
+
+
+def test_threadpoolctl_limits_the_time_loop():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    fusedrnn.set_num_threads(None)
+    with threadpoolctl.threadpool_limits(1):
+        assert fusedrnn.get_num_threads() == 1
