@@ -18,4 +18,6 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                       floating *dx, bint accumulate_dx, floating *dh0,
                       floating *dW_ih, floating *dW_hh, floating *db_ih, floating *db_hh,
                       floating *dgh, floating *drh, floating *rh_all,
-                      const floating *ones, bint reset_after, bint reverse) noexcept nogil
+                      const floating *ones, bint reset_after, bint reverse,
+                      const floating *Wt_a, const floating *Wt_n, floating *wt_a,
+                      floating *wt_n, int n_threads) noexcept nogil

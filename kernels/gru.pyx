@@ -148,7 +148,9 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                       floating *dx, bint accumulate_dx, floating *dh0,
                       floating *dW_ih, floating *dW_hh, floating *db_ih, floating *db_hh,
                       floating *dgh, floating *drh, floating *rh_all,
-                      const floating *ones, bint reset_after, bint reverse) noexcept nogil:
+                      const floating *ones, bint reset_after, bint reverse,
+                      const floating *Wt_a, const floating *Wt_n, floating *wt_a,
+                      floating *wt_n, int n_threads) noexcept nogil:
     """Backpropagation through time for one layer and direction run by gru_forward(keep_hn).
 
     Tape: x (T*B, I) the layer input, out (T*B, H) at row stride ldo, gates (T*B, 3H) the
@@ -158,9 +160,13 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
     Outputs: dx (T*B, I) (added when accumulate_dx), dh0 (B, H) (also the running dL/dh),
     dW_ih (3H, I), dW_hh (3H, H), db_ih, db_hh (3H).
     Workspaces: dgh (B, 3H), drh (B, H), rh_all (T*B, H) (original form), ones (T*B).
+    Transposed recurrent weights, packed into wt_a / wt_n for the per-step products:
+    reset_after: Wt_a = W_hh^T (H, 3H); original form: Wt_a = [W_hr | W_hz]^T (H, 2H) and
+    Wt_n = W_hn^T (H, H).  n_threads OpenMP threads share each step.
     """
     cdef Py_ssize_t G = 3 * H
-    cdef Py_ssize_t s, t, tp
+    cdef Py_ssize_t NR = fr_packed_nr()
+    cdef Py_ssize_t s, t, tp, c, lo, hi
     cdef const floating *hp
     cdef Py_ssize_t ldhp
     cdef floating *g_t
@@ -169,42 +175,73 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
     if T <= 0 or B <= 0:
         return 0
     memcpy(dh, dh_n, B * H * sizeof(floating))
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        if floating is float:
-            fr_add_rows_f32(B, H, dh, dout + t * B * lddo, lddo)
-        else:
-            fr_add_rows_f64(B, H, dh, dout + t * B * lddo, lddo)
-        if t == (T - 1 if reverse else 0):
-            hp = h0
-            ldhp = H
-        else:
-            tp = t + 1 if reverse else t - 1
-            hp = out + tp * B * ldo
-            ldhp = ldo
-        g_t = gates + t * B * G
-        if reset_after:
-            if floating is float:
-                fr_gru_bwd_f32(B, H, g_t, hn_buf + t * B * H, hp, ldhp, dh, dgh)
+    if reset_after:
+        pack_weights(H, G, Wt_a, wt_a)
+    else:
+        pack_weights(H, 2 * H, Wt_a, wt_a)
+        pack_weights(H, H, Wt_n, wt_n)
+    with parallel(num_threads=n_threads):
+        for s in range(T):
+            t = s if reverse else T - 1 - s
+            if t == (T - 1 if reverse else 0):
+                hp = h0
+                ldhp = H
             else:
-                fr_gru_bwd_f64(B, H, g_t, hn_buf + t * B * H, hp, ldhp, dh, dgh)
-            # dL/dh_{t-1} = z dh_t + [dr | dz | dhn] W_hh
-            gemm(NoTrans, NoTrans, B, H, G, <floating>1, dgh, G, W_hh, H, <floating>1, dh, H)
-        else:
-            if floating is float:
-                fr_gru_bwd1_f32(B, H, g_t, hp, ldhp, dh)
+                tp = t + 1 if reverse else t - 1
+                hp = out + tp * B * ldo
+                ldhp = ldo
+            g_t = gates + t * B * G
+            # dL/dh_t = dout_t + the recurrent part already in dh; then the fused pass(es)
+            for c in prange(n_threads, schedule='static'):
+                lo = chunk_lo(H, 16, c, n_threads)
+                hi = chunk_lo(H, 16, c + 1, n_threads)
+                if lo < hi:
+                    if floating is float:
+                        fr_add_rows_f32(B, H, lo, hi, dh, dout + t * B * lddo, lddo)
+                    else:
+                        fr_add_rows_f64(B, H, lo, hi, dh, dout + t * B * lddo, lddo)
+                    if reset_after:
+                        if floating is float:
+                            fr_gru_bwd_f32(B, H, lo, hi, g_t, hn_buf + t * B * H, hp, ldhp, dh,
+                                           dgh)
+                        else:
+                            fr_gru_bwd_f64(B, H, lo, hi, g_t, hn_buf + t * B * H, hp, ldhp, dh,
+                                           dgh)
+                    else:
+                        if floating is float:
+                            fr_gru_bwd1_f32(B, H, lo, hi, g_t, hp, ldhp, dh)
+                        else:
+                            fr_gru_bwd1_f64(B, H, lo, hi, g_t, hp, ldhp, dh)
+            if reset_after:
+                # dL/dh_{t-1} = z dh_t + [dr | dz | dhn] W_hh
+                for c in prange(n_threads, schedule='static'):
+                    lo = chunk_lo(H, NR, c, n_threads)
+                    hi = chunk_lo(H, NR, c + 1, n_threads)
+                    if lo < hi:
+                        pgemm(B, lo, hi, G, dgh, G, wt_a, H, <floating>1, dh, H)
             else:
-                fr_gru_bwd1_f64(B, H, g_t, hp, ldhp, dh)
-            # d(r h_{t-1}) = dn_pre W_hn
-            gemm(NoTrans, NoTrans, B, H, H, <floating>1, g_t + 2 * H, G, W_hh + 2 * H * H, H,
-                 <floating>0, drh, H)
-            if floating is float:
-                fr_gru_bwd2_f32(B, H, g_t, hp, ldhp, drh, dh, rh_all + t * B * H)
-            else:
-                fr_gru_bwd2_f64(B, H, g_t, hp, ldhp, drh, dh, rh_all + t * B * H)
-            # dL/dh_{t-1} += [dr | dz] [W_hr | W_hz]
-            gemm(NoTrans, NoTrans, B, H, 2 * H, <floating>1, g_t, G, W_hh, H, <floating>1,
-                 dh, H)
+                # d(r h_{t-1}) = dn_pre W_hn
+                for c in prange(n_threads, schedule='static'):
+                    lo = chunk_lo(H, NR, c, n_threads)
+                    hi = chunk_lo(H, NR, c + 1, n_threads)
+                    if lo < hi:
+                        pgemm(B, lo, hi, H, g_t + 2 * H, G, wt_n, H, <floating>0, drh, H)
+                for c in prange(n_threads, schedule='static'):
+                    lo = chunk_lo(H, 16, c, n_threads)
+                    hi = chunk_lo(H, 16, c + 1, n_threads)
+                    if lo < hi:
+                        if floating is float:
+                            fr_gru_bwd2_f32(B, H, lo, hi, g_t, hp, ldhp, drh, dh,
+                                            rh_all + t * B * H)
+                        else:
+                            fr_gru_bwd2_f64(B, H, lo, hi, g_t, hp, ldhp, drh, dh,
+                                            rh_all + t * B * H)
+                # dL/dh_{t-1} += [dr | dz] [W_hr | W_hz]
+                for c in prange(n_threads, schedule='static'):
+                    lo = chunk_lo(H, NR, c, n_threads)
+                    hi = chunk_lo(H, NR, c + 1, n_threads)
+                    if lo < hi:
+                        pgemm(B, lo, hi, 2 * H, g_t, G, wt_a, H, <floating>1, dh, H)
     # weight gradients and dx: one GEMM each over all T*B rows
     gemm(Trans, NoTrans, G, I, T * B, <floating>1, gates, G, x, I, <floating>0, dW_ih, I)
     gemm(NoTrans, NoTrans, T * B, I, G, <floating>1, gates, G, W_ih, I, beta_dx, dx, I)
@@ -230,10 +267,14 @@ def gru_backward_layer(const floating[:, ::1] x, Py_ssize_t T,
                        floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db_ih,
                        floating[::1] db_hh, floating[:, ::1] dgh, floating[:, ::1] drh,
                        floating[:, ::1] rh_all, const floating[::1] ones,
-                       bint reset_after, bint reverse):
+                       bint reset_after, bint reverse, const floating[:, ::1] Wt_a,
+                       const floating[:, ::1] Wt_n, floating[::1] wt_a, floating[::1] wt_n,
+                       int n_threads):
     """Python entry for gru_backward; shapes are checked by the caller (fusedrnn._train).
 
     out and dout are (T*B, D*H) with this direction's block starting at column `col`.
+    Wt_a, Wt_n: the transposed recurrent weights (see gru_backward; Wt_n has 0 rows with
+    reset_after); wt_a, wt_n: their packed workspaces.
     """
     cdef Py_ssize_t B = h0.shape[0], I = x.shape[1], H = h0.shape[1]
     cdef int status
@@ -245,5 +286,6 @@ def gru_backward_layer(const floating[:, ::1] x, Py_ssize_t T,
             out.shape[1], &gates[0, 0], &hn_buf[0, 0], &dout[0, col], dout.shape[1],
             &dh_n[0, 0], &dx[0, 0], accumulate_dx, &dh0[0, 0], &dW_ih[0, 0], &dW_hh[0, 0],
             &db_ih[0], &db_hh[0], &dgh[0, 0], &drh[0, 0], &rh_all[0, 0], &ones[0],
-            reset_after, reverse)
+            reset_after, reverse, &Wt_a[0, 0], &Wt_n[0, 0] if Wt_n.shape[0] > 0 else NULL,
+            &wt_a[0], &wt_n[0], n_threads)
     return status

@@ -19,4 +19,6 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
                        floating *dx, bint accumulate_dx, floating *dh0, floating *dc0,
                        floating *dW_ih, floating *dW_hh, floating *db, floating *dW_hr,
                        floating *dh, floating *dr, floating *dhtot, floating *r_all,
-                       const floating *ones, bint reverse) noexcept nogil
+                       const floating *ones, bint reverse,
+                       const floating *W_hhT, const floating *W_hrT, floating *wt_hh,
+                       floating *wt_hr, int n_threads) noexcept nogil

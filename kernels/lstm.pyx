@@ -156,7 +156,9 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
                        floating *dx, bint accumulate_dx, floating *dh0, floating *dc0,
                        floating *dW_ih, floating *dW_hh, floating *db, floating *dW_hr,
                        floating *dh, floating *dr, floating *dhtot, floating *r_all,
-                       const floating *ones, bint reverse) noexcept nogil:
+                       const floating *ones, bint reverse,
+                       const floating *W_hhT, const floating *W_hrT, floating *wt_hh,
+                       floating *wt_hr, int n_threads) noexcept nogil:
     """Backpropagation through time for one layer and direction run by lstm_forward(keep_c).
 
     Tape: x (T*B, I) the layer input, out (T*B, P) at row stride ldo, gates (T*B, 4H) the
@@ -166,48 +168,75 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
     dW_ih (4H, I), dW_hh (4H, P), db (4H) (the gradient of both b_ih and b_hh),
     dW_hr (P, H) when W_hr != NULL.
     Workspaces: dh (B, P), dr (B, H), dhtot (T*B, P) and r_all (T*B, H) with a projection
-    (else dhtot unused, r_all (B, H)), ones (T*B) filled with 1.
-    The only GEMMs inside the time loop are the recurrent one (and the projection's);
-    weight gradients are one GEMM each over all steps after the loop.
+    (else dhtot unused, r_all (B, H)), ones (T*B) filled with 1; W_hhT (P, 4H) and W_hrT (H, P)
+    the transposed weights, packed into wt_hh and wt_hr for the per-step products.
+    The only GEMMs inside the time loop are the recurrent one (and the projection's), shared
+    between n_threads OpenMP threads; weight gradients are one BLAS GEMM each after the loop.
     """
     cdef Py_ssize_t G = 4 * H
-    cdef Py_ssize_t s, t, tp
+    cdef Py_ssize_t NR = fr_packed_nr()
+    cdef Py_ssize_t s, t, tp, b, c, lo, hi
     cdef const floating *cp
     cdef floating *dr_t
     cdef floating *r_t
+    cdef floating *g_t
     cdef floating beta_dx = 1 if accumulate_dx else 0
     if T <= 0 or B <= 0:
         return 0
     memcpy(dh, dh_n, B * P * sizeof(floating))
     memcpy(dc0, dc_n, B * H * sizeof(floating))      # dc0 is the running dL/dc
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        # dL/dh_t = dout_t + the recurrent part already in dh
-        if floating is float:
-            fr_add_rows_f32(B, P, dh, dout + t * B * lddo, lddo)
-        else:
-            fr_add_rows_f64(B, P, dh, dout + t * B * lddo, lddo)
-        if W_hr != NULL:
-            memcpy(dhtot + t * B * P, dh, B * P * sizeof(floating))
-            # d(o tanh c_t) = dh_t W_hr
-            gemm(NoTrans, NoTrans, B, H, P, <floating>1, dh, P, W_hr, H, <floating>0, dr, H)
-            dr_t = dr
-            r_t = r_all + t * B * H
-        else:
-            dr_t = dh
-            r_t = r_all
-        if t == (T - 1 if reverse else 0):
-            cp = c0
-        else:
-            tp = t + 1 if reverse else t - 1
-            cp = c_buf + tp * B * H
-        if floating is float:
-            fr_lstm_bwd_f32(B, H, gates + t * B * G, c_buf + t * B * H, cp, dr_t, dc0, r_t)
-        else:
-            fr_lstm_bwd_f64(B, H, gates + t * B * G, c_buf + t * B * H, cp, dr_t, dc0, r_t)
-        # recurrent part of dL/dh_{t-1} = dG_t W_hh
-        gemm(NoTrans, NoTrans, B, P, G, <floating>1, gates + t * B * G, G, W_hh, P,
-             <floating>0, dh, P)
+    pack_weights(P, G, W_hhT, wt_hh)
+    if W_hr != NULL:
+        pack_weights(H, P, W_hrT, wt_hr)
+    with parallel(num_threads=n_threads):
+        for s in range(T):
+            t = s if reverse else T - 1 - s
+            g_t = gates + t * B * G
+            if t == (T - 1 if reverse else 0):
+                cp = c0
+            else:
+                tp = t + 1 if reverse else t - 1
+                cp = c_buf + tp * B * H
+            if W_hr != NULL:
+                dr_t = dr
+                r_t = r_all + t * B * H
+            else:
+                dr_t = dh
+                r_t = r_all
+            # dL/dh_t = dout_t + the recurrent part already in dh
+            for c in prange(n_threads, schedule='static'):
+                lo = chunk_lo(P, 16, c, n_threads)
+                hi = chunk_lo(P, 16, c + 1, n_threads)
+                if lo < hi:
+                    if floating is float:
+                        fr_add_rows_f32(B, P, lo, hi, dh, dout + t * B * lddo, lddo)
+                    else:
+                        fr_add_rows_f64(B, P, lo, hi, dh, dout + t * B * lddo, lddo)
+                    if W_hr != NULL:
+                        for b in range(B):
+                            memcpy(dhtot + (t * B + b) * P + lo, dh + b * P + lo,
+                                   (hi - lo) * sizeof(floating))
+            if W_hr != NULL:
+                # d(o tanh c_t) = dh_t W_hr
+                for c in prange(n_threads, schedule='static'):
+                    lo = chunk_lo(H, NR, c, n_threads)
+                    hi = chunk_lo(H, NR, c + 1, n_threads)
+                    if lo < hi:
+                        pgemm(B, lo, hi, P, dh, P, wt_hr, H, <floating>0, dr, H)
+            for c in prange(n_threads, schedule='static'):
+                lo = chunk_lo(H, 16, c, n_threads)
+                hi = chunk_lo(H, 16, c + 1, n_threads)
+                if lo < hi:
+                    if floating is float:
+                        fr_lstm_bwd_f32(B, H, lo, hi, g_t, c_buf + t * B * H, cp, dr_t, dc0, r_t)
+                    else:
+                        fr_lstm_bwd_f64(B, H, lo, hi, g_t, c_buf + t * B * H, cp, dr_t, dc0, r_t)
+            # recurrent part of dL/dh_{t-1} = dG_t W_hh
+            for c in prange(n_threads, schedule='static'):
+                lo = chunk_lo(P, NR, c, n_threads)
+                hi = chunk_lo(P, NR, c + 1, n_threads)
+                if lo < hi:
+                    pgemm(B, lo, hi, G, g_t, G, wt_hh, P, <floating>0, dh, P)
     memcpy(dh0, dh, B * P * sizeof(floating))
     # weight gradients and dx: one GEMM each over all T*B rows
     gemm(Trans, NoTrans, G, I, T * B, <floating>1, gates, G, x, I, <floating>0, dW_ih, I)
@@ -232,11 +261,14 @@ def lstm_backward_layer(const floating[:, ::1] x, Py_ssize_t T,
                         floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
                         floating[:, ::1] dW_hr, floating[:, ::1] dh, floating[:, ::1] dr,
                         floating[:, ::1] dhtot, floating[:, ::1] r_all,
-                        const floating[::1] ones, bint reverse):
+                        const floating[::1] ones, bint reverse,
+                        const floating[:, ::1] W_hhT, const floating[:, ::1] W_hrT,
+                        floating[::1] wt_hh, floating[::1] wt_hr, int n_threads):
     """Python entry for lstm_backward; shapes are checked by the caller (fusedrnn._train).
 
     out and dout are (T*B, D*P) with this direction's block starting at column `col`;
-    W_hr, dW_hr, dhtot have 0 rows without projection.
+    W_hr, dW_hr, dhtot, W_hrT have 0 rows without projection.  W_hhT = W_hh^T, W_hrT = W_hr^T
+    (contiguous); wt_hh, wt_hr: packed workspaces of packed_size(P, 4H), packed_size(H, P).
     """
     cdef Py_ssize_t B = h0.shape[0], I = x.shape[1], H = c0.shape[1], P = h0.shape[1]
     cdef bint proj = W_hr.shape[0] > 0
@@ -250,7 +282,8 @@ def lstm_backward_layer(const floating[:, ::1] x, Py_ssize_t T,
             &dout[0, col], dout.shape[1], &dh_n[0, 0], &dc_n[0, 0], &dx[0, 0], accumulate_dx,
             &dh0[0, 0], &dc0[0, 0], &dW_ih[0, 0], &dW_hh[0, 0], &db[0],
             &dW_hr[0, 0] if proj else NULL, &dh[0, 0], &dr[0, 0],
-            &dhtot[0, 0] if proj else NULL, &r_all[0, 0], &ones[0], reverse)
+            &dhtot[0, 0] if proj else NULL, &r_all[0, 0], &ones[0], reverse, &W_hhT[0, 0],
+            &W_hrT[0, 0] if proj else NULL, &wt_hh[0], &wt_hr[0], n_threads)
     return status
 
 

@@ -107,7 +107,8 @@ FR_INLINE double fr_tanh(double x) { return tanh(x); }
  * fr_gru_n (original form, pass 2): gates n holds x W_in^T + rh W_hn^T; n = tanh(. + bias_x_n),
  *     h_t = n + z (h_{t-1} - n).
  *
- * Backward passes (one step, in place; "d" = gradient of the loss, "pre" = pre-activation):
+ * Backward passes (one step, in place, hidden units j0 <= j < j1; "d" = gradient of the loss,
+ * "pre" = pre-activation).  fr_add_rows: dst (B, n)[:, j0:j1] += src (row stride lds).
  * fr_lstm_bwd:  gates in: i, f, g, o; out: d pre-activations.  dh (B, H) is dL/d(o tanh c_t);
  *     dc in: dL/dc_t from step t+1, out: dL/dc_{t-1}.  r out: o tanh(c_t) (projection input).
  * fr_gru_bwd (reset_after):  gates in: r, z, n; out: d pre [r | z | n] of the input part.
@@ -193,7 +194,7 @@ FR_DISPATCH void fr_gru_n_##SFX(ptrdiff_t B, ptrdiff_t H, ptrdiff_t j0, ptrdiff_
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-FR_DISPATCH void fr_lstm_bwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,               \
+FR_DISPATCH void fr_lstm_bwd_##SFX(ptrdiff_t B, ptrdiff_t H, ptrdiff_t j0, ptrdiff_t j1, real *FR_RESTRICT gates,               \
         const real *FR_RESTRICT c, const real *FR_RESTRICT c_prev, const real *FR_RESTRICT dh,     \
         real *FR_RESTRICT dc, real *FR_RESTRICT r)                                                 \
 {                                                                                                  \
@@ -204,7 +205,7 @@ FR_DISPATCH void fr_lstm_bwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT g
         const real *FR_RESTRICT dhb = dh + b * H;                                                  \
         real *FR_RESTRICT dcb = dc + b * H;                                                        \
         real *FR_RESTRICT rb = r + b * H;                                                          \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                        \
             real i = gi[j], f = gi[H + j], g = gi[2 * H + j], o = gi[3 * H + j];                   \
             real tc = TANH(cb[j]);                                                                 \
             real dcv = dcb[j] + dhb[j] * o * (1 - tc * tc);                                        \
@@ -218,7 +219,7 @@ FR_DISPATCH void fr_lstm_bwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT g
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-FR_DISPATCH void fr_gru_bwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,                \
+FR_DISPATCH void fr_gru_bwd_##SFX(ptrdiff_t B, ptrdiff_t H, ptrdiff_t j0, ptrdiff_t j1, real *FR_RESTRICT gates,                \
         real *FR_RESTRICT hn, const real *FR_RESTRICT h_prev, ptrdiff_t ldhp,                      \
         real *FR_RESTRICT dh, real *FR_RESTRICT dgh)                                               \
 {                                                                                                  \
@@ -228,7 +229,7 @@ FR_DISPATCH void fr_gru_bwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT ga
         const real *FR_RESTRICT hp = h_prev + b * ldhp;                                            \
         real *FR_RESTRICT dhb = dh + b * H;                                                        \
         real *FR_RESTRICT dg = dgh + b * 3 * H;                                                    \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                        \
             real r = gr[j], z = gr[H + j], n = gr[2 * H + j], d = dhb[j];                          \
             real dn = d * (1 - z) * (1 - n * n);                                                   \
             real dz = d * (hp[j] - n) * z * (1 - z);                                               \
@@ -241,14 +242,14 @@ FR_DISPATCH void fr_gru_bwd_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT ga
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-FR_DISPATCH void fr_gru_bwd1_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,               \
+FR_DISPATCH void fr_gru_bwd1_##SFX(ptrdiff_t B, ptrdiff_t H, ptrdiff_t j0, ptrdiff_t j1, real *FR_RESTRICT gates,               \
         const real *FR_RESTRICT h_prev, ptrdiff_t ldhp, real *FR_RESTRICT dh)                      \
 {                                                                                                  \
     for (ptrdiff_t b = 0; b < B; b++) {                                                            \
         real *FR_RESTRICT gr = gates + b * 3 * H;                                                  \
         const real *FR_RESTRICT hp = h_prev + b * ldhp;                                            \
         real *FR_RESTRICT dhb = dh + b * H;                                                        \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                        \
             real z = gr[H + j], n = gr[2 * H + j], d = dhb[j];                                     \
             gr[H + j] = d * (hp[j] - n) * z * (1 - z);                                             \
             gr[2 * H + j] = d * (1 - z) * (1 - n * n);                                             \
@@ -256,7 +257,7 @@ FR_DISPATCH void fr_gru_bwd1_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT g
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-FR_DISPATCH void fr_gru_bwd2_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT gates,               \
+FR_DISPATCH void fr_gru_bwd2_##SFX(ptrdiff_t B, ptrdiff_t H, ptrdiff_t j0, ptrdiff_t j1, real *FR_RESTRICT gates,               \
         const real *FR_RESTRICT h_prev, ptrdiff_t ldhp, const real *FR_RESTRICT drh,               \
         real *FR_RESTRICT dh, real *FR_RESTRICT rh)                                                \
 {                                                                                                  \
@@ -266,7 +267,7 @@ FR_DISPATCH void fr_gru_bwd2_##SFX(ptrdiff_t B, ptrdiff_t H, real *FR_RESTRICT g
         const real *FR_RESTRICT drb = drh + b * H;                                                 \
         real *FR_RESTRICT dhb = dh + b * H;                                                        \
         real *FR_RESTRICT rhb = rh + b * H;                                                        \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                        \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                        \
             real r = gr[j];                                                                        \
             gr[j] = drb[j] * hp[j] * r * (1 - r);                                                  \
             dhb[j] += drb[j] * r;                                                                  \
@@ -282,11 +283,11 @@ FR_DISPATCH void fr_activations_##SFX(ptrdiff_t n, const real *FR_RESTRICT x,   
         th[j] = TANH(x[j]);                                                                        \
     }                                                                                              \
 }                                                                                                  \
-FR_DISPATCH void fr_add_rows_##SFX(ptrdiff_t B, ptrdiff_t n, real *FR_RESTRICT dst,                 \
-        const real *FR_RESTRICT src, ptrdiff_t lds)                                                \
+FR_DISPATCH void fr_add_rows_##SFX(ptrdiff_t B, ptrdiff_t n, ptrdiff_t j0, ptrdiff_t j1,          \
+        real *FR_RESTRICT dst, const real *FR_RESTRICT src, ptrdiff_t lds)                         \
 {                                                                                                  \
     for (ptrdiff_t b = 0; b < B; b++)                                                              \
-        for (ptrdiff_t j = 0; j < n; j++)                                                          \
+        for (ptrdiff_t j = j0; j < j1; j++)                                                        \
             dst[b * n + j] += src[b * lds + j];                                                    \
 }
 

@@ -29,25 +29,33 @@ cdef extern from "rnn_math.h" nogil:
     void fr_gru_n_f64(Py_ssize_t B, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
                         double *gates, const double *bias_x,
                       const double *h_prev, Py_ssize_t ldhp, double *h, Py_ssize_t ldh)
-    void fr_lstm_bwd_f32(Py_ssize_t B, Py_ssize_t H, float *gates, const float *c,
+    void fr_lstm_bwd_f32(Py_ssize_t B, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
+                        float *gates, const float *c,
                          const float *c_prev, const float *dh, float *dc, float *r)
-    void fr_gru_bwd_f32(Py_ssize_t B, Py_ssize_t H, float *gates, float *hn,
+    void fr_gru_bwd_f32(Py_ssize_t B, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
+                        float *gates, float *hn,
                         const float *h_prev, Py_ssize_t ldhp, float *dh, float *dgh)
-    void fr_gru_bwd1_f32(Py_ssize_t B, Py_ssize_t H, float *gates, const float *h_prev,
+    void fr_gru_bwd1_f32(Py_ssize_t B, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
+                        float *gates, const float *h_prev,
                          Py_ssize_t ldhp, float *dh)
-    void fr_gru_bwd2_f32(Py_ssize_t B, Py_ssize_t H, float *gates, const float *h_prev,
+    void fr_gru_bwd2_f32(Py_ssize_t B, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
+                        float *gates, const float *h_prev,
                          Py_ssize_t ldhp, const float *drh, float *dh, float *rh)
-    void fr_add_rows_f32(Py_ssize_t B, Py_ssize_t n, float *dst, const float *src,
-                         Py_ssize_t lds)
-    void fr_lstm_bwd_f64(Py_ssize_t B, Py_ssize_t H, double *gates, const double *c,
+    void fr_add_rows_f32(Py_ssize_t B, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1,
+                         float *dst, const float *src, Py_ssize_t lds)
+    void fr_lstm_bwd_f64(Py_ssize_t B, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
+                        double *gates, const double *c,
                          const double *c_prev, const double *dh, double *dc, double *r)
-    void fr_gru_bwd_f64(Py_ssize_t B, Py_ssize_t H, double *gates, double *hn,
+    void fr_gru_bwd_f64(Py_ssize_t B, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
+                        double *gates, double *hn,
                         const double *h_prev, Py_ssize_t ldhp, double *dh, double *dgh)
-    void fr_gru_bwd1_f64(Py_ssize_t B, Py_ssize_t H, double *gates, const double *h_prev,
+    void fr_gru_bwd1_f64(Py_ssize_t B, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
+                        double *gates, const double *h_prev,
                          Py_ssize_t ldhp, double *dh)
-    void fr_gru_bwd2_f64(Py_ssize_t B, Py_ssize_t H, double *gates, const double *h_prev,
+    void fr_gru_bwd2_f64(Py_ssize_t B, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
+                        double *gates, const double *h_prev,
                          Py_ssize_t ldhp, const double *drh, double *dh, double *rh)
-    void fr_add_rows_f64(Py_ssize_t B, Py_ssize_t n, double *dst, const double *src,
-                         Py_ssize_t lds)
+    void fr_add_rows_f64(Py_ssize_t B, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1,
+                         double *dst, const double *src, Py_ssize_t lds)
     void fr_activations_f32(Py_ssize_t n, const float *x, float *sig, float *th)
     void fr_activations_f64(Py_ssize_t n, const double *x, double *sig, double *th)

@@ -4,6 +4,8 @@ The thread split is forced on small models (the size threshold is lowered) with 
 that column chunks end inside packing panels and hidden-unit chunks are uneven.
 """
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -44,9 +46,13 @@ def test_threads_match_reference(forced_threads, rng, threads, dtype, kind, proj
 
 
 def test_thread_count_api(forced_threads):
-    fusedrnn.set_num_threads(None)
-    if "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
-        assert fusedrnn.get_num_threads() == len(os.sched_getaffinity(0))   # OpenMP default
+    if hasattr(os, "sched_getaffinity"):
+        # OpenMP's default in a fresh process (torch, imported here, changes OpenMP's count)
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        code = "import fusedrnn; print(fusedrnn.get_num_threads())"
+        got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        assert int(got) == len(os.sched_getaffinity(0))
     with pytest.raises(ValueError, match="n"):
         fusedrnn.set_num_threads(0)
     with pytest.raises(TypeError, match="n"):
@@ -58,3 +64,31 @@ def test_threadpoolctl_limits_the_time_loop():
     fusedrnn.set_num_threads(None)
     with threadpoolctl.threadpool_limits(1):
         assert fusedrnn.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind, proj_size, reset_after", CASES)
+def test_backward_threads_match_one_thread(forced_threads, rng, threads, dtype, kind, proj_size,
+                                           reset_after):
+    """Gradients with steps shared between threads equal the one-thread gradients, which
+    test_training.py checks against torch autograd."""
+    cfg = layer_cfg(9, 45, num_layers=2, bidirectional=True, proj_size=proj_size)
+    cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+    extra = {} if kind == "lstm" else {"reset_after": reset_after}
+    model = cls(dtype=dtype, seed=3, **cfg, **extra)
+    x, hx = layer_data(rng, kind, cfg, 6, 5, hx=True, dtype=dtype)
+    out, h_n, _ = model.forward_train(x, hx)
+    d_out = rng.standard_normal(out.shape)
+    d_h_n = tuple(rng.standard_normal(a.shape) for a in h_n) if kind == "lstm" else \
+        rng.standard_normal(h_n.shape)
+    results = []
+    for n in (1, threads):
+        fusedrnn.set_num_threads(n)
+        _, _, tape = model.forward_train(x, hx)
+        results.append(model.backward(tape, d_out, d_h_n))
+    (dx1, dhx1, g1), (dxn, dhxn, gn) = results
+    assert_tree_close(dxn, dx1, dtype)
+    assert_tree_close(dhxn, dhx1, dtype)
+    for name in g1:
+        assert_tree_close(gn[name], g1[name], dtype, what=name)

@@ -366,6 +366,9 @@ class LSTM(_RNNBase):
         H, P = self.hidden_size, self._P
         proj = self.proj_size > 0
         return {"ones": np.ones(T * B, dtype=self.dtype),
+                "wt_hh": packed_buffer(P, 4 * H, self.dtype),
+                "wt_hr": packed_buffer(H, P, self.dtype),
+                "threads": step_threads(B * 4 * H * P),
                 "dh": np.empty((B, P), dtype=self.dtype),
                 "dr": np.empty((B, H), dtype=self.dtype),
                 "dhtot": np.empty((T * B if proj else 0, P), dtype=self.dtype),
@@ -381,7 +384,9 @@ class LSTM(_RNNBase):
             lt.inp, T, rec["W_ih"], rec["W_hh"], rec["W_hr"], rec["h0"], rec["c0"], lt.out,
             d * P, rec["gates"], rec["c_buf"], dout, dfinal[0], dfinal[1], dinp, accumulate,
             dinit[0], dinit[1], grads["weight_ih" + s], grads["weight_hh" + s], db, dW_hr,
-            ws["dh"], ws["dr"], ws["dhtot"], ws["r_all"], ws["ones"], d == 1)
+            ws["dh"], ws["dr"], ws["dhtot"], ws["r_all"], ws["ones"], d == 1,
+            np.ascontiguousarray(rec["W_hh"].T), np.ascontiguousarray(rec["W_hr"].T),
+            ws["wt_hh"], ws["wt_hr"], ws["threads"])
         if self.bias:
             grads["bias_ih" + s][...] = db
             grads["bias_hh" + s][...] = db
@@ -452,6 +457,9 @@ class GRU(_RNNBase):
     def _bwd_workspace(self, T, B):
         H = self.hidden_size
         return {"ones": np.ones(T * B, dtype=self.dtype),
+                "wt_a": packed_buffer(H, 3 * H, self.dtype),
+                "wt_n": packed_buffer(H, H, self.dtype),
+                "threads": step_threads(B * 3 * H * H),
                 "dgh": np.empty((B, 3 * H), dtype=self.dtype),
                 "drh": np.empty((B, H), dtype=self.dtype),
                 "rh_all": np.empty((B if self.reset_after else T * B, H), dtype=self.dtype)}
@@ -461,11 +469,18 @@ class GRU(_RNNBase):
         rec = lt.records[d]
         db_ih = grads["bias_ih" + s] if self.bias else np.empty(3 * H, dtype=self.dtype)
         db_hh = grads["bias_hh" + s] if self.bias else np.empty(3 * H, dtype=self.dtype)
+        W_hh = rec["W_hh"]
+        if self.reset_after:
+            Wt_a, Wt_n = np.ascontiguousarray(W_hh.T), np.empty((0, H), dtype=self.dtype)
+        else:
+            Wt_a = np.ascontiguousarray(W_hh[:2 * H].T)
+            Wt_n = np.ascontiguousarray(W_hh[2 * H:].T)
         _gru.gru_backward_layer(
-            lt.inp, T, rec["W_ih"], rec["W_hh"], rec["h0"], lt.out, d * H, rec["gates"],
+            lt.inp, T, rec["W_ih"], W_hh, rec["h0"], lt.out, d * H, rec["gates"],
             rec["hn_buf"], dout, dfinal[0], dinp, accumulate, dinit[0],
             grads["weight_ih" + s], grads["weight_hh" + s], db_ih, db_hh, ws["dgh"], ws["drh"],
-            ws["rh_all"], ws["ones"], self.reset_after, d == 1)
+            ws["rh_all"], ws["ones"], self.reset_after, d == 1, Wt_a, Wt_n, ws["wt_a"],
+            ws["wt_n"], ws["threads"])
 
 
 def gru_kernel_biases(b_ih, b_hh, H, reset_after):
