@@ -8,7 +8,8 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                      floating *out, Py_ssize_t ldo, floating *gates, floating *hg,
                      floating *hn_buf, bint keep_hn, floating *rh,
                      floating *h_n, bint reset_after, bint reverse,
-                     floating *wp_hh, int n_threads) noexcept nogil
+                     floating *wp_hh, int n_threads, floating *work,
+                      Py_ssize_t wsz) noexcept nogil
 
 cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                       const floating *x, const floating *W_ih, const floating *W_hh,
@@ -20,4 +21,5 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                       floating *dgh, floating *drh, floating *rh_all,
                       const floating *ones, bint reset_after, bint reverse,
                       const floating *Wt_a, const floating *Wt_n, floating *wt_a,
-                      floating *wt_n, int n_threads) noexcept nogil
+                      floating *wt_n, int n_threads, floating *work,
+                      Py_ssize_t wsz) noexcept nogil

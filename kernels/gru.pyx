@@ -24,7 +24,8 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                      floating *out, Py_ssize_t ldo, floating *gates, floating *hg,
                      floating *hn_buf, bint keep_hn, floating *rh,
                      floating *h_n, bint reset_after, bint reverse,
-                     floating *wp_hh, int n_threads) noexcept nogil:
+                     floating *wp_hh, int n_threads, floating *work,
+                     Py_ssize_t wsz) noexcept nogil:
     """Run one GRU layer in one direction over T steps.
 
     x (T*B, I) row stride ldx; W_ih (3H, I); W_hh (3H, H); h0 (B, H).
@@ -69,7 +70,7 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     lo = chunk_lo(G, NR, c, n_threads)
                     hi = chunk_lo(G, NR, c + 1, n_threads)
                     if lo < hi:
-                        pgemm(B, lo, hi, H, hp, ldhp, wp_hh, G, <floating>0, hg, G)
+                        pgemm(B, lo, hi, H, hp, ldhp, wp_hh, G, <floating>0, hg, G, work + c * wsz)
                 for c in prange(n_threads, schedule='static'):
                     lo = chunk_lo(H, 16, c, n_threads)
                     hi = chunk_lo(H, 16, c + 1, n_threads)
@@ -86,7 +87,7 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     lo = chunk_lo(2 * H, NR, c, n_threads)
                     hi = chunk_lo(2 * H, NR, c + 1, n_threads)
                     if lo < hi:
-                        pgemm(B, lo, hi, H, hp, ldhp, wp_hh, G, <floating>1, g_t, G)
+                        pgemm(B, lo, hi, H, hp, ldhp, wp_hh, G, <floating>1, g_t, G, work + c * wsz)
                 for c in prange(n_threads, schedule='static'):
                     lo = chunk_lo(H, 16, c, n_threads)
                     hi = chunk_lo(H, 16, c + 1, n_threads)
@@ -101,7 +102,7 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     hi = chunk_lo(H, NR, c + 1, n_threads)
                     if lo < hi:
                         pgemm(B, 2 * H + lo, 2 * H + hi, H, rh, H, wp_hh, G, <floating>1,
-                              g_t, G)
+                              g_t, G, work + c * wsz)
                 for c in prange(n_threads, schedule='static'):
                     lo = chunk_lo(H, 16, c, n_threads)
                     hi = chunk_lo(H, 16, c + 1, n_threads)
@@ -123,7 +124,8 @@ def gru_forward_layer(const floating[:, ::1] x, Py_ssize_t T,
                       floating[:, ::1] gates, floating[:, ::1] hg, floating[:, ::1] hn_buf,
                       floating[:, ::1] rh, floating[:, ::1] h_n,
                       bint reset_after, bint reverse, bint keep_hn, floating[::1] wp_hh,
-                      int n_threads):
+                      int n_threads,
+                      floating[::1] work):
     """Python entry for gru_forward; shapes are checked by the caller (fusedrnn._rnn).
 
     x (T*B, I); out (T*B, D*H) with this direction's block starting at column `col`.
@@ -136,7 +138,8 @@ def gru_forward_layer(const floating[:, ::1] x, Py_ssize_t T,
         status = gru_forward(T, B, I, H, &x[0, 0], I, &W_ih[0, 0], &W_hh[0, 0], &bias_x[0],
                              &b_hn[0], &h0[0, 0], &out[0, col], out.shape[1], &gates[0, 0],
                              &hg[0, 0], &hn_buf[0, 0], keep_hn, &rh[0, 0], &h_n[0, 0],
-                             reset_after, reverse, &wp_hh[0], n_threads)
+                             reset_after, reverse, &wp_hh[0], n_threads,
+            &work[0], work.shape[0] // max(n_threads, 1))
     return status
 
 
@@ -150,7 +153,8 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                       floating *dgh, floating *drh, floating *rh_all,
                       const floating *ones, bint reset_after, bint reverse,
                       const floating *Wt_a, const floating *Wt_n, floating *wt_a,
-                      floating *wt_n, int n_threads) noexcept nogil:
+                      floating *wt_n, int n_threads, floating *work,
+                      Py_ssize_t wsz) noexcept nogil:
     """Backpropagation through time for one layer and direction run by gru_forward(keep_hn).
 
     Tape: x (T*B, I) the layer input, out (T*B, H) at row stride ldo, gates (T*B, 3H) the
@@ -218,14 +222,14 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     lo = chunk_lo(H, NR, c, n_threads)
                     hi = chunk_lo(H, NR, c + 1, n_threads)
                     if lo < hi:
-                        pgemm(B, lo, hi, G, dgh, G, wt_a, H, <floating>1, dh, H)
+                        pgemm(B, lo, hi, G, dgh, G, wt_a, H, <floating>1, dh, H, work + c * wsz)
             else:
                 # d(r h_{t-1}) = dn_pre W_hn
                 for c in prange(n_threads, schedule='static'):
                     lo = chunk_lo(H, NR, c, n_threads)
                     hi = chunk_lo(H, NR, c + 1, n_threads)
                     if lo < hi:
-                        pgemm(B, lo, hi, H, g_t + 2 * H, G, wt_n, H, <floating>0, drh, H)
+                        pgemm(B, lo, hi, H, g_t + 2 * H, G, wt_n, H, <floating>0, drh, H, work + c * wsz)
                 for c in prange(n_threads, schedule='static'):
                     lo = chunk_lo(H, 16, c, n_threads)
                     hi = chunk_lo(H, 16, c + 1, n_threads)
@@ -241,7 +245,7 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     lo = chunk_lo(H, NR, c, n_threads)
                     hi = chunk_lo(H, NR, c + 1, n_threads)
                     if lo < hi:
-                        pgemm(B, lo, hi, 2 * H, g_t, G, wt_a, H, <floating>1, dh, H)
+                        pgemm(B, lo, hi, 2 * H, g_t, G, wt_a, H, <floating>1, dh, H, work + c * wsz)
     # weight gradients and dx: one GEMM each over all T*B rows
     gemm(Trans, NoTrans, G, I, T * B, <floating>1, gates, G, x, I, <floating>0, dW_ih, I)
     gemm(NoTrans, NoTrans, T * B, I, G, <floating>1, gates, G, W_ih, I, beta_dx, dx, I)
@@ -269,7 +273,8 @@ def gru_backward_layer(const floating[:, ::1] x, Py_ssize_t T,
                        floating[:, ::1] rh_all, const floating[::1] ones,
                        bint reset_after, bint reverse, const floating[:, ::1] Wt_a,
                        const floating[:, ::1] Wt_n, floating[::1] wt_a, floating[::1] wt_n,
-                       int n_threads):
+                       int n_threads,
+                      floating[::1] work):
     """Python entry for gru_backward; shapes are checked by the caller (fusedrnn._train).
 
     out and dout are (T*B, D*H) with this direction's block starting at column `col`.
@@ -287,5 +292,6 @@ def gru_backward_layer(const floating[:, ::1] x, Py_ssize_t T,
             &dh_n[0, 0], &dx[0, 0], accumulate_dx, &dh0[0, 0], &dW_ih[0, 0], &dW_hh[0, 0],
             &db_ih[0], &db_hh[0], &dgh[0, 0], &drh[0, 0], &rh_all[0, 0], &ones[0],
             reset_after, reverse, &Wt_a[0, 0], &Wt_n[0, 0] if Wt_n.shape[0] > 0 else NULL,
-            &wt_a[0], &wt_n[0], n_threads)
+            &wt_a[0], &wt_n[0], n_threads,
+            &work[0], work.shape[0] // max(n_threads, 1))
     return status

@@ -8,7 +8,8 @@ cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py
                       floating *out, Py_ssize_t ldo, floating *gates,
                       floating *c_buf, bint keep_c, floating *r_buf,
                       floating *h_n, floating *c_n, bint reverse,
-                      floating *wp_hh, floating *wp_hr, int n_threads) noexcept nogil
+                      floating *wp_hh, floating *wp_hr, int n_threads, floating *work,
+                      Py_ssize_t wsz) noexcept nogil
 
 cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
                        const floating *x, const floating *W_ih, const floating *W_hh,
@@ -21,4 +22,5 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
                        floating *dh, floating *dr, floating *dhtot, floating *r_all,
                        const floating *ones, bint reverse,
                        const floating *W_hhT, const floating *W_hrT, floating *wt_hh,
-                       floating *wt_hr, int n_threads) noexcept nogil
+                       floating *wt_hr, int n_threads, floating *work,
+                      Py_ssize_t wsz) noexcept nogil

@@ -7,7 +7,8 @@ time-major order, row index t * B + b.  Gate blocks per row: [i | f | g | o], ea
 from libc.string cimport memcpy
 
 from _blas cimport floating, gemm, NoTrans, Trans
-from packed_gemm cimport fr_packed_nr, fr_packed_size_f32, fr_packed_size_f64
+from packed_gemm cimport (fr_packed_nr, fr_packed_size_f32, fr_packed_size_f64,
+                         fr_packed_work_size_f32, fr_packed_work_size_f64)
 from rnn_math cimport fr_max_threads
 from cython.parallel cimport parallel, prange
 from rnn_common cimport gemm_hprev, colsum, pack_weights, pgemm, chunk_lo
@@ -23,7 +24,8 @@ cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py
                       floating *out, Py_ssize_t ldo, floating *gates,
                       floating *c_buf, bint keep_c, floating *r_buf,
                       floating *h_n, floating *c_n, bint reverse,
-                      floating *wp_hh, floating *wp_hr, int n_threads) noexcept nogil:
+                      floating *wp_hh, floating *wp_hr, int n_threads,
+                      floating *work, Py_ssize_t wsz) noexcept nogil:
     """Run one LSTM layer in one direction over T steps.
 
     x (T*B, I) row stride ldx; W_ih (4H, I); W_hh (4H, P); bias (4H) = b_ih + b_hh;
@@ -81,7 +83,7 @@ cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py
                 lo = chunk_lo(G, NR, c, n_threads)
                 hi = chunk_lo(G, NR, c + 1, n_threads)
                 if lo < hi:
-                    pgemm(B, lo, hi, P, hp, ldhp, wp_hh, G, <floating>1, g_t, G)
+                    pgemm(B, lo, hi, P, hp, ldhp, wp_hh, G, <floating>1, g_t, G, work + c * wsz)
             # fused gate pass, hidden units shared between threads
             for c in prange(n_threads, schedule='static'):
                 lo = chunk_lo(H, 16, c, n_threads)
@@ -98,7 +100,7 @@ cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py
                     hi = chunk_lo(P, NR, c + 1, n_threads)
                     if lo < hi:
                         pgemm(B, lo, hi, H, r_buf, H, wp_hr, P, <floating>0,
-                              out + t * B * ldo, ldo)
+                              out + t * B * ldo, ldo, work + c * wsz)
     # final state
     t = 0 if reverse else T - 1
     slot = t if keep_c else ((T - 1) & 1)
@@ -115,7 +117,8 @@ def lstm_forward_layer(const floating[:, ::1] x, Py_ssize_t T,
                        floating[:, ::1] out, Py_ssize_t col,
                        floating[:, ::1] gates, floating[:, ::1] c_buf, floating[:, ::1] r_buf,
                        floating[:, ::1] h_n, floating[:, ::1] c_n, bint reverse, bint keep_c,
-                       floating[::1] wp_hh, floating[::1] wp_hr, int n_threads):
+                       floating[::1] wp_hh, floating[::1] wp_hr, int n_threads,
+                      floating[::1] work):
     """Python entry for lstm_forward; shapes are checked by the caller (fusedrnn._rnn).
 
     x (T*B, I); out (T*B, D*P) with this direction's block starting at column `col`;
@@ -132,7 +135,8 @@ def lstm_forward_layer(const floating[:, ::1] x, Py_ssize_t T,
                               whr, &h0[0, 0], &c0[0, 0], &out[0, col], out.shape[1],
                               &gates[0, 0], &c_buf[0, 0], keep_c, &r_buf[0, 0],
                               &h_n[0, 0], &c_n[0, 0], reverse, &wp_hh[0],
-                              &wp_hr[0] if W_hr.shape[0] > 0 else NULL, n_threads)
+                              &wp_hr[0] if W_hr.shape[0] > 0 else NULL, n_threads,
+            &work[0], work.shape[0] // max(n_threads, 1))
     return status
 
 
@@ -158,7 +162,8 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
                        floating *dh, floating *dr, floating *dhtot, floating *r_all,
                        const floating *ones, bint reverse,
                        const floating *W_hhT, const floating *W_hrT, floating *wt_hh,
-                       floating *wt_hr, int n_threads) noexcept nogil:
+                       floating *wt_hr, int n_threads, floating *work,
+                       Py_ssize_t wsz) noexcept nogil:
     """Backpropagation through time for one layer and direction run by lstm_forward(keep_c).
 
     Tape: x (T*B, I) the layer input, out (T*B, P) at row stride ldo, gates (T*B, 4H) the
@@ -222,7 +227,7 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
                     lo = chunk_lo(H, NR, c, n_threads)
                     hi = chunk_lo(H, NR, c + 1, n_threads)
                     if lo < hi:
-                        pgemm(B, lo, hi, P, dh, P, wt_hr, H, <floating>0, dr, H)
+                        pgemm(B, lo, hi, P, dh, P, wt_hr, H, <floating>0, dr, H, work + c * wsz)
             for c in prange(n_threads, schedule='static'):
                 lo = chunk_lo(H, 16, c, n_threads)
                 hi = chunk_lo(H, 16, c + 1, n_threads)
@@ -236,7 +241,7 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
                 lo = chunk_lo(P, NR, c, n_threads)
                 hi = chunk_lo(P, NR, c + 1, n_threads)
                 if lo < hi:
-                    pgemm(B, lo, hi, G, g_t, G, wt_hh, P, <floating>0, dh, P)
+                    pgemm(B, lo, hi, G, g_t, G, wt_hh, P, <floating>0, dh, P, work + c * wsz)
     memcpy(dh0, dh, B * P * sizeof(floating))
     # weight gradients and dx: one GEMM each over all T*B rows
     gemm(Trans, NoTrans, G, I, T * B, <floating>1, gates, G, x, I, <floating>0, dW_ih, I)
@@ -263,7 +268,8 @@ def lstm_backward_layer(const floating[:, ::1] x, Py_ssize_t T,
                         floating[:, ::1] dhtot, floating[:, ::1] r_all,
                         const floating[::1] ones, bint reverse,
                         const floating[:, ::1] W_hhT, const floating[:, ::1] W_hrT,
-                        floating[::1] wt_hh, floating[::1] wt_hr, int n_threads):
+                        floating[::1] wt_hh, floating[::1] wt_hr, int n_threads,
+                      floating[::1] work):
     """Python entry for lstm_backward; shapes are checked by the caller (fusedrnn._train).
 
     out and dout are (T*B, D*P) with this direction's block starting at column `col`;
@@ -283,7 +289,8 @@ def lstm_backward_layer(const floating[:, ::1] x, Py_ssize_t T,
             &dh0[0, 0], &dc0[0, 0], &dW_ih[0, 0], &dW_hh[0, 0], &db[0],
             &dW_hr[0, 0] if proj else NULL, &dh[0, 0], &dr[0, 0],
             &dhtot[0, 0] if proj else NULL, &r_all[0, 0], &ones[0], reverse, &W_hhT[0, 0],
-            &W_hrT[0, 0] if proj else NULL, &wt_hh[0], &wt_hr[0], n_threads)
+            &W_hrT[0, 0] if proj else NULL, &wt_hh[0], &wt_hr[0], n_threads,
+            &work[0], work.shape[0] // max(n_threads, 1))
     return status
 
 
@@ -294,3 +301,8 @@ def activations_memview(const floating[::1] x, floating[::1] sig, floating[::1] 
             fr_activations_f32(x.shape[0], &x[0], &sig[0], &th[0])
         else:
             fr_activations_f64(x.shape[0], &x[0], &sig[0], &th[0])
+
+
+def packed_work_size(Py_ssize_t M, Py_ssize_t K, bint double):
+    """Elements of one thread's workspace for pgemm on an (M, K) left operand."""
+    return fr_packed_work_size_f64(M, K) if double else fr_packed_work_size_f32(M, K)

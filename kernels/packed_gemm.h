@@ -32,7 +32,6 @@
 #define FUSEDRNN_PACKED_GEMM_H
 
 #include <stddef.h>
-#include <stdlib.h>
 
 #define FR_PACKED_NR 32
 
@@ -53,11 +52,9 @@
 #define FRP_X86 0
 #endif
 
-/* allocation of the packed rows of A (tests define them to exercise the no-allocation path) */
-#ifndef FRP_MALLOC
-#define FRP_MALLOC malloc
-#define FRP_FREE free
-#endif
+/* an upper bound of the kernels' row counts (mrmax, at most 12), used to size the caller's
+ * workspace (fr_packed_work_size) */
+#define FRP_MR_BOUND 16
 
 /* cache blocking over K: a 32-column panel block of KC values of k is 32 KB, it stays in L1 while
  * all row blocks of A go through it */
@@ -197,10 +194,15 @@ FRP_DEFINE_SCALAR(f32, float)
 FRP_DEFINE_SCALAR(f64, double)
 
 #if FRP_X86
-/* prefetch into L2 the cache lines of [p, p + bytes) */
+/* prefetch into L2 the cache lines of [p, p + bytes); with few rows the kernel is bound by its
+ * loads of B, and extra prefetches only take load slots */
+#ifndef FRP_PF_MIN_MR
+#define FRP_PF_MIN_MR 4
+#endif
 #define FRP_PREFETCH(p, bytes)                                                                     \
-    _Pragma("GCC unroll 4") for (size_t l_ = 0; l_ < (bytes); l_ += 64)                            \
-        _mm_prefetch((const char *)(p) + l_, _MM_HINT_T1)
+    if (MR >= FRP_PF_MIN_MR)                                                                       \
+        _Pragma("GCC unroll 4") for (size_t l_ = 0; l_ < (bytes); l_ += 64)                        \
+            _mm_prefetch((const char *)(p) + l_, _MM_HINT_T1)
 
 /* SIMD micro-kernel, generic over the vector type: MR rows (a compile-time constant once
  * inlined) x NV vectors of VL lanes, columns at B[k * 32 + 0 .. NV*VL).  For MR <= 2 the k loop
@@ -303,9 +305,11 @@ FRP_DEFINE_BLK(frp_blk_avx2_f64, frp_uk_avx2_f64, "avx2,fma", double, 8)
  * it stays in L2 while W streams by), each chunk in balanced row blocks of at most mrmax rows.
  * Per chunk the loop order is: panels of the column range, k-blocks, row blocks, so one panel
  * block (32 x KC) stays in L1 while all row blocks go through it, and the chunk's strip of C
- * (mc x 32, updated once per k-block) stays in L1/L2.  A chunk is packed once per call into a
- * malloc'ed buffer.  Without it (a single row block, or malloc failed) the loop order is k-blocks,
- * row blocks (packed into a buffer on the stack), panels: correct, only slower for large M N K.
+ * (mc x 32, updated once per k-block) stays in L1/L2.  A chunk is packed once per call into the
+ * caller's workspace `work` (fr_packed_work_size(M, K) elements; nothing is allocated here, and
+ * each thread needs its own).  Without it (work NULL, or a single row block) the loop order is
+ * k-blocks, row blocks (packed into a buffer on the stack), panels: correct, only slower for large
+ * M N K.
  * Partial panels (column range not covering the whole panel) go through a small tile. */
 #define FRP_DEFINE_GEMM(SFX, real, KC)                                                             \
 static void frp_select_##SFX(frp_blk_##SFX *blk, int *mrmax)                                       \
@@ -388,9 +392,16 @@ static void frp_gemm_stack_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrd
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
+FRP_API ptrdiff_t fr_packed_work_size_##SFX(ptrdiff_t M, ptrdiff_t K)                              \
+{                                                                                                  \
+    ptrdiff_t mc = K > 0 ? FRP_A_BYTES / ((ptrdiff_t)sizeof(real) * K) : 0;                        \
+    mc = mc < FRP_MR_BOUND ? FRP_MR_BOUND : mc;                                                    \
+    mc = mc > M ? M : mc;                                                                          \
+    return mc * (K > 0 ? K : 0);                                                                   \
+}                                                                                                  \
 FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,            \
         const real *A, ptrdiff_t lda, const real *Wp, ptrdiff_t N, real beta, real *C,             \
-        ptrdiff_t ldc)                                                                             \
+        ptrdiff_t ldc, real *work)                                                                 \
 {                                                                                                  \
     frp_blk_##SFX blk;                                                                             \
     int mrmax;                                                                                     \
@@ -409,9 +420,7 @@ FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdi
     frp_select_##SFX(&blk, &mrmax);                                                                \
     ptrdiff_t mc = FRP_A_BYTES / ((ptrdiff_t)sizeof(real) * K);                                    \
     mc = mc < mrmax ? mrmax : mc > M ? M : mc;                                                     \
-    real *Ap = NULL;                                                                               \
-    if (M > mrmax)                                                                                 \
-        Ap = (real *)FRP_MALLOC(sizeof(real) * (size_t)(mc * K));                                  \
+    real *Ap = M > mrmax ? work : NULL;                                                            \
     if (Ap == NULL) {                                                                              \
         frp_gemm_stack_##SFX(blk, mrmax, M, n0, n1, K, A, lda, Wp, beta, C, ldc);                  \
         return;                                                                                    \
@@ -428,7 +437,6 @@ FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdi
         frp_gemm_chunk_##SFX(blk, mrmax, Mc, n0, n1, K, Ap, Wp, beta, C + m0 * ldc, ldc);          \
         m0 += Mc;                                                                                  \
     }                                                                                              \
-    FRP_FREE(Ap);                                                                                  \
 }
 
 #if FRP_X86

@@ -46,12 +46,13 @@ cdef inline void pack_weights(Py_ssize_t N, Py_ssize_t K, const floating *W,
 
 cdef inline void pgemm(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
                        const floating *A, Py_ssize_t lda, const floating *Wp, Py_ssize_t N,
-                       floating beta, floating *C, Py_ssize_t ldc) noexcept nogil:
-    """C[:, n0:n1] = A (M, K) . W[n0:n1]^T + beta C[:, n0:n1] with W packed by pack_weights."""
+                       floating beta, floating *C, Py_ssize_t ldc, floating *work) noexcept nogil:
+    """C[:, n0:n1] = A (M, K) . W[n0:n1]^T + beta C[:, n0:n1] with W packed by pack_weights;
+    work: this thread's workspace of packed_work_size(M, K) elements."""
     if floating is float:
-        fr_gemm_packed_f32(M, n0, n1, K, A, lda, Wp, N, beta, C, ldc)
+        fr_gemm_packed_f32(M, n0, n1, K, A, lda, Wp, N, beta, C, ldc, work)
     else:
-        fr_gemm_packed_f64(M, n0, n1, K, A, lda, Wp, N, beta, C, ldc)
+        fr_gemm_packed_f64(M, n0, n1, K, A, lda, Wp, N, beta, C, ldc, work)
 
 
 cdef inline Py_ssize_t chunk_lo(Py_ssize_t n, Py_ssize_t align, Py_ssize_t c,

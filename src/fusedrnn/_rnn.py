@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _gru, _lstm
 from ._params import Parametrized, make_rng
-from ._threads import packed_buffer, step_threads
+from ._threads import packed_buffer, step_threads, work_buffer
 from ._validate import (as_real_array, check_bool, check_dropout, check_dtype, check_shape,
                         check_size)
 
@@ -342,7 +342,7 @@ class LSTM(_RNNBase):
                 "no_proj": np.empty((0, H), dtype=self.dtype),
                 "wp_hh": packed_buffer(4 * H, P, self.dtype),
                 "wp_hr": packed_buffer(P, H, self.dtype),
-                "threads": step_threads(B * 4 * H * P)}
+                **_threading(B * 4 * H * P, B, (P, H), self.dtype)}
 
     def _layer_forward(self, inp, T, layer, d, init, out, final, ws, train):
         s, H, P = self._suffix(layer, d), self.hidden_size, self._P
@@ -356,7 +356,7 @@ class LSTM(_RNNBase):
         _lstm.lstm_forward_layer(inp, T, rec["W_ih"], rec["W_hh"], b_ih + b_hh, rec["W_hr"],
                                  init[0], init[1], out, d * P, gates, c_buf, ws["r_buf"],
                                  final[0], final[1], d == 1, train, ws["wp_hh"], ws["wp_hr"],
-                                 ws["threads"])
+                                 ws["threads"], ws["work"])
         if train:
             rec.update(gates=gates, c_buf=c_buf, tape=(gates, c_buf))
             return rec
@@ -368,7 +368,7 @@ class LSTM(_RNNBase):
         return {"ones": np.ones(T * B, dtype=self.dtype),
                 "wt_hh": packed_buffer(P, 4 * H, self.dtype),
                 "wt_hr": packed_buffer(H, P, self.dtype),
-                "threads": step_threads(B * 4 * H * P),
+                **_threading(B * 4 * H * P, B, (4 * H, P), self.dtype),
                 "dh": np.empty((B, P), dtype=self.dtype),
                 "dr": np.empty((B, H), dtype=self.dtype),
                 "dhtot": np.empty((T * B if proj else 0, P), dtype=self.dtype),
@@ -386,7 +386,7 @@ class LSTM(_RNNBase):
             dinit[0], dinit[1], grads["weight_ih" + s], grads["weight_hh" + s], db, dW_hr,
             ws["dh"], ws["dr"], ws["dhtot"], ws["r_all"], ws["ones"], d == 1,
             np.ascontiguousarray(rec["W_hh"].T), np.ascontiguousarray(rec["W_hr"].T),
-            ws["wt_hh"], ws["wt_hr"], ws["threads"])
+            ws["wt_hh"], ws["wt_hr"], ws["threads"], ws["work"])
         if self.bias:
             grads["bias_ih" + s][...] = db
             grads["bias_hh" + s][...] = db
@@ -435,7 +435,7 @@ class GRU(_RNNBase):
                 "hn_buf": np.empty((B, H), dtype=self.dtype),
                 "rh": np.empty((B, H), dtype=self.dtype),
                 "wp_hh": packed_buffer(3 * H, H, self.dtype),
-                "threads": step_threads(B * 3 * H * H)}
+                **_threading(B * 3 * H * H, B, (H,), self.dtype)}
 
     def _layer_forward(self, inp, T, layer, d, init, out, final, ws, train):
         s, H = self._suffix(layer, d), self.hidden_size
@@ -448,7 +448,8 @@ class GRU(_RNNBase):
         hn_buf = np.empty((T * B, H), dtype=self.dtype) if keep_hn else ws["hn_buf"]
         _gru.gru_forward_layer(inp, T, rec["W_ih"], rec["W_hh"], bias_x, b_hn, init[0], out,
                                d * H, gates, ws["hg"], hn_buf, ws["rh"], final[0],
-                               self.reset_after, d == 1, keep_hn, ws["wp_hh"], ws["threads"])
+                               self.reset_after, d == 1, keep_hn, ws["wp_hh"], ws["threads"],
+                               ws["work"])
         if train:
             rec.update(gates=gates, hn_buf=hn_buf, tape=(gates, hn_buf) if keep_hn else (gates,))
             return rec
@@ -459,7 +460,7 @@ class GRU(_RNNBase):
         return {"ones": np.ones(T * B, dtype=self.dtype),
                 "wt_a": packed_buffer(H, 3 * H, self.dtype),
                 "wt_n": packed_buffer(H, H, self.dtype),
-                "threads": step_threads(B * 3 * H * H),
+                **_threading(B * 3 * H * H, B, (3 * H, 2 * H, H), self.dtype),
                 "dgh": np.empty((B, 3 * H), dtype=self.dtype),
                 "drh": np.empty((B, H), dtype=self.dtype),
                 "rh_all": np.empty((B if self.reset_after else T * B, H), dtype=self.dtype)}
@@ -480,7 +481,14 @@ class GRU(_RNNBase):
             rec["hn_buf"], dout, dfinal[0], dinp, accumulate, dinit[0],
             grads["weight_ih" + s], grads["weight_hh" + s], db_ih, db_hh, ws["dgh"], ws["drh"],
             ws["rh_all"], ws["ones"], self.reset_after, d == 1, Wt_a, Wt_n, ws["wt_a"],
-            ws["wt_n"], ws["threads"])
+            ws["wt_n"], ws["threads"], ws["work"])
+
+
+def _threading(work, B, Ks, dtype):
+    """Thread count for steps of `work` multiply-adds and the packed GEMM's per-thread
+    workspaces for (B, K) left operands, K in Ks."""
+    threads = step_threads(work)
+    return {"threads": threads, "work": work_buffer(threads, B, Ks, dtype)}
 
 
 def gru_kernel_biases(b_ih, b_hh, H, reset_after):

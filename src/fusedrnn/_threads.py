@@ -43,3 +43,12 @@ def packed_buffer(N, K, dtype):
     """Workspace for the packed copy of an (N, K) weight."""
     dtype = np.dtype(dtype)
     return aligned_empty(max(1, _lstm.packed_size(N, K, dtype == np.float64)), dtype)
+
+
+def work_buffer(threads, M, Ks, dtype):
+    """Per-thread workspaces of the packed GEMM for an (M, K) left operand, K in Ks: one array
+    of `threads` equal, 64-byte aligned slices."""
+    dtype = np.dtype(dtype)
+    per = max(_lstm.packed_work_size(M, K, dtype == np.float64) for K in Ks)
+    per = max(16, -(-per // 16) * 16)
+    return aligned_empty(threads * per, dtype)
