@@ -48,10 +48,16 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
     cdef floating *h_t
     if T <= 0 or B <= 0:
         return 0
-    # input projection of the whole sequence: gates = x W_ih^T (BLAS)
-    gemm(NoTrans, Trans, T * B, G, I, <floating>1, x, ldx, W_ih, I, <floating>0, gates, G)
     pack_weights(G, H, W_hh, wp_hh)
     with parallel(num_threads=n_threads):
+        # input projection of the whole sequence: gates = x W_ih^T, one BLAS GEMM whose rows
+        # are shared between the threads (BLAS itself single-threaded: see fusedrnn._threads)
+        for c in prange(n_threads, schedule='static'):
+            lo = chunk_lo(T * B, 1, c, n_threads)
+            hi = chunk_lo(T * B, 1, c + 1, n_threads)
+            if lo < hi:
+                gemm(NoTrans, Trans, hi - lo, G, I, <floating>1, x + lo * ldx, ldx, W_ih, I,
+                     <floating>0, gates + lo * G, G)
         for s in range(T):
             t = T - 1 - s if reverse else s
             if s == 0:
@@ -246,18 +252,38 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                     hi = chunk_lo(H, NR, c + 1, n_threads)
                     if lo < hi:
                         pgemm(B, lo, hi, 2 * H, g_t, G, wt_a, H, <floating>1, dh, H, work + c * wsz)
-    # weight gradients and dx: one GEMM each over all T*B rows
-    gemm(Trans, NoTrans, G, I, T * B, <floating>1, gates, G, x, I, <floating>0, dW_ih, I)
-    gemm(NoTrans, NoTrans, T * B, I, G, <floating>1, gates, G, W_ih, I, beta_dx, dx, I)
-    colsum(T * B, G, gates, G, ones, db_ih)
-    gemm_hprev(T, B, 2 * H, H, gates, G, out, ldo, h0, dW_hh, H, reverse)
+        # weight gradients and dx: one GEMM each over all T*B rows, its output rows shared
+        # between the threads
+        for c in prange(n_threads, schedule='static'):
+            lo = chunk_lo(G, 16, c, n_threads)
+            hi = chunk_lo(G, 16, c + 1, n_threads)
+            if lo < hi:
+                gemm(Trans, NoTrans, hi - lo, I, T * B, <floating>1, gates + lo, G, x, I,
+                     <floating>0, dW_ih + lo * I, I)
+                colsum(T * B, hi - lo, gates + lo, G, ones, db_ih + lo)
+            lo = chunk_lo(2 * H, 16, c, n_threads)
+            hi = chunk_lo(2 * H, 16, c + 1, n_threads)
+            if lo < hi:
+                gemm_hprev(T, B, hi - lo, H, gates + lo, G, out, ldo, h0, dW_hh + lo * H, H,
+                           reverse)
+            lo = chunk_lo(H, 16, c, n_threads)
+            hi = chunk_lo(H, 16, c + 1, n_threads)
+            if lo < hi:
+                if reset_after:
+                    gemm_hprev(T, B, hi - lo, H, hn_buf + lo, H, out, ldo, h0,
+                               dW_hh + (2 * H + lo) * H, H, reverse)
+                    colsum(T * B, hi - lo, hn_buf + lo, H, ones, db_hh + 2 * H + lo)
+                else:
+                    gemm(Trans, NoTrans, hi - lo, H, T * B, <floating>1, gates + 2 * H + lo, G,
+                         rh_all, H, <floating>0, dW_hh + (2 * H + lo) * H, H)
+            lo = chunk_lo(T * B, 1, c, n_threads)
+            hi = chunk_lo(T * B, 1, c + 1, n_threads)
+            if lo < hi:
+                gemm(NoTrans, NoTrans, hi - lo, I, G, <floating>1, gates + lo * G, G, W_ih, I,
+                     beta_dx, dx + lo * I, I)
     if reset_after:
-        gemm_hprev(T, B, H, H, hn_buf, H, out, ldo, h0, dW_hh + 2 * H * H, H, reverse)
         memcpy(db_hh, db_ih, 2 * H * sizeof(floating))
-        colsum(T * B, H, hn_buf, H, ones, db_hh + 2 * H)
     else:
-        gemm(Trans, NoTrans, H, H, T * B, <floating>1, gates + 2 * H, G, rh_all, H,
-             <floating>0, dW_hh + 2 * H * H, H)
         memcpy(db_hh, db_ih, G * sizeof(floating))
     return 0
 

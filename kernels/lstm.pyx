@@ -51,12 +51,18 @@ cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py
     cdef Py_ssize_t ldh
     if T <= 0 or B <= 0:
         return 0
-    # input projection of the whole sequence: gates = x W_ih^T (BLAS)
-    gemm(NoTrans, Trans, T * B, G, I, <floating>1, x, ldx, W_ih, I, <floating>0, gates, G)
     pack_weights(G, P, W_hh, wp_hh)
     if W_hr != NULL:
         pack_weights(P, H, W_hr, wp_hr)
     with parallel(num_threads=n_threads):
+        # input projection of the whole sequence: gates = x W_ih^T, one BLAS GEMM whose rows
+        # are shared between the threads (BLAS itself single-threaded: see fusedrnn._threads)
+        for c in prange(n_threads, schedule='static'):
+            lo = chunk_lo(T * B, 1, c, n_threads)
+            hi = chunk_lo(T * B, 1, c + 1, n_threads)
+            if lo < hi:
+                gemm(NoTrans, Trans, hi - lo, G, I, <floating>1, x + lo * ldx, ldx, W_ih, I,
+                     <floating>0, gates + lo * G, G)
         for s in range(T):
             t = T - 1 - s if reverse else s
             slot = t if keep_c else (s & 1)
@@ -176,7 +182,8 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
     (else dhtot unused, r_all (B, H)), ones (T*B) filled with 1; W_hhT (P, 4H) and W_hrT (H, P)
     the transposed weights, packed into wt_hh and wt_hr for the per-step products.
     The only GEMMs inside the time loop are the recurrent one (and the projection's), shared
-    between n_threads OpenMP threads; weight gradients are one BLAS GEMM each after the loop.
+    between n_threads OpenMP threads; weight gradients are one BLAS GEMM each after the loop
+    (output rows shared between the threads).
     """
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t NR = fr_packed_nr()
@@ -242,15 +249,29 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
                 hi = chunk_lo(P, NR, c + 1, n_threads)
                 if lo < hi:
                     pgemm(B, lo, hi, G, g_t, G, wt_hh, P, <floating>0, dh, P, work + c * wsz)
+        # weight gradients and dx: one GEMM each over all T*B rows, its output rows shared
+        # between the threads
+        for c in prange(n_threads, schedule='static'):
+            lo = chunk_lo(G, 16, c, n_threads)
+            hi = chunk_lo(G, 16, c + 1, n_threads)
+            if lo < hi:
+                gemm(Trans, NoTrans, hi - lo, I, T * B, <floating>1, gates + lo, G, x, I,
+                     <floating>0, dW_ih + lo * I, I)
+                gemm_hprev(T, B, hi - lo, P, gates + lo, G, out, ldo, h0, dW_hh + lo * P, P,
+                           reverse)
+                colsum(T * B, hi - lo, gates + lo, G, ones, db + lo)
+            lo = chunk_lo(T * B, 1, c, n_threads)
+            hi = chunk_lo(T * B, 1, c + 1, n_threads)
+            if lo < hi:
+                gemm(NoTrans, NoTrans, hi - lo, I, G, <floating>1, gates + lo * G, G, W_ih, I,
+                     beta_dx, dx + lo * I, I)
+            if W_hr != NULL:
+                lo = chunk_lo(P, 1, c, n_threads)
+                hi = chunk_lo(P, 1, c + 1, n_threads)
+                if lo < hi:
+                    gemm(Trans, NoTrans, hi - lo, H, T * B, <floating>1, dhtot + lo, P, r_all,
+                         H, <floating>0, dW_hr + lo * H, H)
     memcpy(dh0, dh, B * P * sizeof(floating))
-    # weight gradients and dx: one GEMM each over all T*B rows
-    gemm(Trans, NoTrans, G, I, T * B, <floating>1, gates, G, x, I, <floating>0, dW_ih, I)
-    gemm(NoTrans, NoTrans, T * B, I, G, <floating>1, gates, G, W_ih, I, beta_dx, dx, I)
-    gemm_hprev(T, B, G, P, gates, G, out, ldo, h0, dW_hh, P, reverse)
-    colsum(T * B, G, gates, G, ones, db)
-    if W_hr != NULL:
-        gemm(Trans, NoTrans, P, H, T * B, <floating>1, dhtot, P, r_all, H, <floating>0,
-             dW_hr, H)
     return 0
 
 

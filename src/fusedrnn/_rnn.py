@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _gru, _lstm
 from ._params import Parametrized, make_rng
-from ._threads import packed_buffer, step_threads, work_buffer
+from ._threads import blas_single_thread, packed_buffer, step_threads, work_buffer
 from ._validate import (as_real_array, check_bool, check_dropout, check_dtype, check_shape,
                         check_size)
 
@@ -159,28 +159,36 @@ class _RNNBase(Parametrized):
         out = np.zeros((T * B, D * P), dtype=self.dtype)
         tape = _Tape(self, T, B, batched, init) if train else None
         if B > 0:
-            ws = self._workspace(T, B)
-            inp = x.reshape(T * B, -1)
-            for layer in range(L):
-                mask = None
-                if train and layer > 0 and self.dropout > 0:
-                    keep = 1.0 - self.dropout
-                    mask = (rng.random(inp.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
-                    inp = inp * mask
-                out = np.empty((T * B, D * P), dtype=self.dtype)
-                records = []
-                for d in range(D):
-                    k = layer * D + d
-                    records.append(self._layer_forward(
-                        inp, T, layer, d, tuple(s[k] for s in init), out,
-                        tuple(f[k] for f in finals), ws, train))
-                if train:
-                    tape.layers.append(_LayerTape(inp, out, mask, records))
-                inp = out
+            with blas_single_thread():
+                out = self._run_layers(x, init, finals, train, rng, tape)
         out = self._format_output(out.reshape(T, B, D * P), batched)
         finals = tuple(self._format_state(f, batched) for f in finals)
         finals = finals if len(finals) == 2 else finals[0]
         return out, finals, tape
+
+    def _run_layers(self, x, init, finals, train, rng, tape):
+        """All layers and directions; returns the last layer's output (T*B, D*P)."""
+        T, B, _ = x.shape
+        D, P = self.num_directions, self._P
+        ws = self._workspace(T, B)
+        inp = x.reshape(T * B, -1)
+        for layer in range(self.num_layers):
+            mask = None
+            if train and layer > 0 and self.dropout > 0:
+                keep = 1.0 - self.dropout
+                mask = (rng.random(inp.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+                inp = inp * mask
+            out = np.empty((T * B, D * P), dtype=self.dtype)
+            records = []
+            for d in range(D):
+                k = layer * D + d
+                records.append(self._layer_forward(
+                    inp, T, layer, d, tuple(s[k] for s in init), out,
+                    tuple(f[k] for f in finals), ws, train))
+            if train:
+                tape.layers.append(_LayerTape(inp, out, mask, records))
+            inp = out
+        return inp
 
     def backward(self, tape, d_out, d_h_n=None):
         """Backpropagation through time for a ``forward_train`` tape.
@@ -215,16 +223,17 @@ class _RNNBase(Parametrized):
         dinp = np.zeros((T * B, self.input_size), dtype=self.dtype)
         if B > 0:
             ws = self._bwd_workspace(T, B)
-            for layer in reversed(range(L)):
-                lt = tape.layers[layer]
-                dinp = np.empty_like(lt.inp)
-                for d in range(D):
-                    k = layer * D + d
-                    self._layer_backward(lt, d, layer, dout, tuple(f[k] for f in dfinal),
-                                         dinp, d > 0, tuple(s[k] for s in dinit), grads, ws)
-                if lt.mask is not None:
-                    dinp *= lt.mask
-                dout = dinp
+            with blas_single_thread():
+                for layer in reversed(range(L)):
+                    lt = tape.layers[layer]
+                    dinp = np.empty_like(lt.inp)
+                    for d in range(D):
+                        k = layer * D + d
+                        self._layer_backward(lt, d, layer, dout, tuple(f[k] for f in dfinal),
+                                             dinp, d > 0, tuple(s[k] for s in dinit), grads, ws)
+                    if lt.mask is not None:
+                        dinp *= lt.mask
+                    dout = dinp
         dx = self._format_output(dinp.reshape(T, B, -1), batched)
         dhx = tuple(self._format_state(s, batched) for s in dinit)
         return dx, (dhx if len(dhx) == 2 else dhx[0]), grads

@@ -2,10 +2,15 @@
 
 Each time step is shared between OpenMP threads (columns of the recurrent GEMM, hidden units of
 the gate pass).  By default that is OpenMP's own count (``OMP_NUM_THREADS``, or all cores), which
-``threadpoolctl.threadpool_limits(n)`` also limits; ``set_num_threads(n)`` overrides it.  The
-input projection and the backward GEMMs use BLAS, whose threads threadpoolctl controls.
-Steps too small to share (less than ~2**17 multiply-adds) run on one thread.
+``threadpoolctl.threadpool_limits(n)`` also limits; ``set_num_threads(n)`` overrides it.
+The input projection and the weight-gradient GEMMs are BLAS calls made from those same threads
+(each on a share of the output rows), so BLAS is kept to one thread while a kernel runs
+(``blas_single_thread``): a second pool of spinning BLAS workers would fight the OpenMP threads
+for the cores (measured: 5x slower on 2 cores).  Steps too small to share (less than ~2**17
+multiply-adds) run on one thread.
 """
+import contextlib
+
 import numpy as np
 
 from . import _lstm
@@ -52,3 +57,34 @@ def work_buffer(threads, M, Ks, dtype):
     per = max(_lstm.packed_work_size(M, K, dtype == np.float64) for K in Ks)
     per = max(16, -(-per // 16) * 16)
     return aligned_empty(threads * per, dtype)
+
+
+_blas_libs = None
+
+
+def _blas_controllers():
+    global _blas_libs
+    if _blas_libs is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas_libs = [c for c in ThreadpoolController().lib_controllers
+                          if c.user_api == "blas"]
+        except Exception:  # threadpoolctl cannot inspect this platform: leave BLAS alone
+            _blas_libs = []
+    return _blas_libs
+
+
+@contextlib.contextmanager
+def blas_single_thread():
+    """BLAS libraries on one thread for the duration (restored after)."""
+    changed = []
+    for lib in _blas_controllers():
+        n = lib.get_num_threads()
+        if n is not None and n != 1:
+            lib.set_num_threads(1)
+            changed.append((lib, n))
+    try:
+        yield
+    finally:
+        for lib, n in changed:
+            lib.set_num_threads(n)
