@@ -1,0 +1,19 @@
+"""Inference (forward) benchmarks: fusedrnn, NumPy, PyTorch and ONNX Runtime, same weights.
+
+Default: the curated subset ``fusedrnn.bench.DEFAULT_CONFIGS``; ``-m full`` (or
+FUSEDRNN_BENCH_FULL=1) runs every forward configuration of ``fusedrnn.bench.FULL_CONFIGS``.
+``cfg``, ``threads`` and ``impl`` are parametrised by conftest.py from CONFIGS and IMPLS.
+"""
+
+import pytest
+
+pytest.importorskip("pytest_benchmark")
+
+from fusedrnn import bench as fb  # noqa: E402
+
+CONFIGS = [c for c in fb.FULL_CONFIGS if not c.train]
+IMPLS = list(fb.FORWARD_BUILDERS)
+
+
+def test_forward(rnn_bench, cfg, threads, impl):
+    rnn_bench(cfg, impl, threads)
