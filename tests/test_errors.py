@@ -341,3 +341,12 @@ def test_bad_seed(cls, seed):
     """The contract allows None, int or Generator; the error type for others is not fixed."""
     with pytest.raises((TypeError, ValueError), match="(?i)seed"):
         construct(cls, seed=seed)
+
+
+def test_sizes_beyond_32_bit_blas_are_refused():
+    """seq * batch >= 2**31 rows cannot be passed to a 32-bit BLAS: a clear error, no crash
+    (a broadcast view: no memory is allocated for the input)."""
+    model = fusedrnn.GRU(1, 1)
+    x = np.broadcast_to(np.float32(0), (2**16, 2**15, 1))
+    with pytest.raises(ValueError, match="input"):
+        model(x)

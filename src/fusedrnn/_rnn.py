@@ -97,6 +97,9 @@ class _RNNBase(Parametrized):
             x = x.transpose(1, 0, 2)
         if x.shape[0] == 0:
             raise ValueError(f"input must have a sequence length > 0, got shape {x.shape}")
+        if x.shape[0] * x.shape[1] >= 2**31:
+            raise ValueError("input is too large: seq_len * batch must be < 2**31 (BLAS takes "
+                             f"32-bit sizes), got shape {x.shape}")
         return np.ascontiguousarray(x, dtype=self.dtype), batched
 
     def _check_state(self, name, value, B, size, batched):
