@@ -10,7 +10,8 @@ from libc.string cimport memcpy
 from _blas cimport floating, gemm, NoTrans, Trans
 from cython.parallel cimport parallel, prange
 from packed_gemm cimport fr_packed_nr
-from rnn_common cimport gemm_hprev, colsum, pack_weights, pgemm, chunk_lo
+from rnn_common cimport (pack_weights, pgemm, chunk_lo, rows_gemm, grad_gemm,
+                         grad_hprev, colsum_chunk)
 from rnn_math cimport (fr_gru_fwd_f32, fr_gru_fwd_f64, fr_gru_rz_f32, fr_gru_rz_f64,
                        fr_gru_n_f32, fr_gru_n_f64, fr_gru_bwd_f32, fr_gru_bwd_f64,
                        fr_gru_bwd1_f32, fr_gru_bwd1_f64, fr_gru_bwd2_f32, fr_gru_bwd2_f64,
@@ -53,11 +54,7 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
         # input projection of the whole sequence: gates = x W_ih^T, one BLAS GEMM whose rows
         # are shared between the threads (BLAS itself single-threaded: see fusedrnn._threads)
         for c in prange(n_threads, schedule='static'):
-            lo = chunk_lo(T * B, 1, c, n_threads)
-            hi = chunk_lo(T * B, 1, c + 1, n_threads)
-            if lo < hi:
-                gemm(NoTrans, Trans, hi - lo, G, I, <floating>1, x + lo * ldx, ldx, W_ih, I,
-                     <floating>0, gates + lo * G, G)
+            rows_gemm(c, n_threads, Trans, T * B, G, I, x, ldx, W_ih, I, <floating>0, gates, G)
         for s in range(T):
             t = T - 1 - s if reverse else s
             if s == 0:
@@ -255,32 +252,21 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
         # weight gradients and dx: one GEMM each over all T*B rows, its output rows shared
         # between the threads
         for c in prange(n_threads, schedule='static'):
-            lo = chunk_lo(G, 16, c, n_threads)
-            hi = chunk_lo(G, 16, c + 1, n_threads)
-            if lo < hi:
-                gemm(Trans, NoTrans, hi - lo, I, T * B, <floating>1, gates + lo, G, x, I,
-                     <floating>0, dW_ih + lo * I, I)
-                colsum(T * B, hi - lo, gates + lo, G, ones, db_ih + lo)
-            lo = chunk_lo(2 * H, 16, c, n_threads)
-            hi = chunk_lo(2 * H, 16, c + 1, n_threads)
-            if lo < hi:
-                gemm_hprev(T, B, hi - lo, H, gates + lo, G, out, ldo, h0, dW_hh + lo * H, H,
-                           reverse)
-            lo = chunk_lo(H, 16, c, n_threads)
-            hi = chunk_lo(H, 16, c + 1, n_threads)
-            if lo < hi:
-                if reset_after:
-                    gemm_hprev(T, B, hi - lo, H, hn_buf + lo, H, out, ldo, h0,
-                               dW_hh + (2 * H + lo) * H, H, reverse)
-                    colsum(T * B, hi - lo, hn_buf + lo, H, ones, db_hh + 2 * H + lo)
-                else:
-                    gemm(Trans, NoTrans, hi - lo, H, T * B, <floating>1, gates + 2 * H + lo, G,
-                         rh_all, H, <floating>0, dW_hh + (2 * H + lo) * H, H)
-            lo = chunk_lo(T * B, 1, c, n_threads)
-            hi = chunk_lo(T * B, 1, c + 1, n_threads)
-            if lo < hi:
-                gemm(NoTrans, NoTrans, hi - lo, I, G, <floating>1, gates + lo * G, G, W_ih, I,
-                     beta_dx, dx + lo * I, I)
+            grad_gemm(c, n_threads, G, I, T * B, gates, G, x, I, dW_ih, I)
+            # [W_hr | W_hz]: their pre-activation gradients are those of the input part
+            grad_hprev(c, n_threads, T, B, 2 * H, H, gates, G, out, ldo, h0, dW_hh, H, reverse,
+                       ones, db_ih)
+            if reset_after:
+                # W_hn: the gradient of W_hn h_{t-1} + b_hn is in hn_buf
+                grad_hprev(c, n_threads, T, B, H, H, hn_buf, H, out, ldo, h0,
+                           dW_hh + 2 * H * H, H, reverse, ones, db_hh + 2 * H)
+                colsum_chunk(c, n_threads, T * B, H, gates + 2 * H, G, ones, db_ih + 2 * H)
+            else:
+                # W_hn multiplies r h_{t-1} (rh_all); the n block's bias gradient is shared
+                grad_gemm(c, n_threads, H, H, T * B, gates + 2 * H, G, rh_all, H,
+                          dW_hh + 2 * H * H, H)
+                colsum_chunk(c, n_threads, T * B, H, gates + 2 * H, G, ones, db_ih + 2 * H)
+            rows_gemm(c, n_threads, NoTrans, T * B, I, G, gates, G, W_ih, I, beta_dx, dx, I)
     if reset_after:
         memcpy(db_hh, db_ih, 2 * H * sizeof(floating))
     else:

@@ -11,7 +11,8 @@ from packed_gemm cimport (fr_packed_nr, fr_packed_size_f32, fr_packed_size_f64,
                          fr_packed_work_size_f32, fr_packed_work_size_f64)
 from rnn_math cimport fr_max_threads
 from cython.parallel cimport parallel, prange
-from rnn_common cimport gemm_hprev, colsum, pack_weights, pgemm, chunk_lo
+from rnn_common cimport (pack_weights, pgemm, chunk_lo, rows_gemm, grad_gemm,
+                         grad_hprev)
 from rnn_math cimport (fr_lstm_fwd_f32, fr_lstm_fwd_f64, fr_lstm_bwd_f32, fr_lstm_bwd_f64,
                        fr_add_rows_f32, fr_add_rows_f64, fr_activations_f32,
                        fr_activations_f64)
@@ -58,11 +59,7 @@ cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py
         # input projection of the whole sequence: gates = x W_ih^T, one BLAS GEMM whose rows
         # are shared between the threads (BLAS itself single-threaded: see fusedrnn._threads)
         for c in prange(n_threads, schedule='static'):
-            lo = chunk_lo(T * B, 1, c, n_threads)
-            hi = chunk_lo(T * B, 1, c + 1, n_threads)
-            if lo < hi:
-                gemm(NoTrans, Trans, hi - lo, G, I, <floating>1, x + lo * ldx, ldx, W_ih, I,
-                     <floating>0, gates + lo * G, G)
+            rows_gemm(c, n_threads, Trans, T * B, G, I, x, ldx, W_ih, I, <floating>0, gates, G)
         for s in range(T):
             t = T - 1 - s if reverse else s
             slot = t if keep_c else (s & 1)
@@ -252,25 +249,12 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
         # weight gradients and dx: one GEMM each over all T*B rows, its output rows shared
         # between the threads
         for c in prange(n_threads, schedule='static'):
-            lo = chunk_lo(G, 16, c, n_threads)
-            hi = chunk_lo(G, 16, c + 1, n_threads)
-            if lo < hi:
-                gemm(Trans, NoTrans, hi - lo, I, T * B, <floating>1, gates + lo, G, x, I,
-                     <floating>0, dW_ih + lo * I, I)
-                gemm_hprev(T, B, hi - lo, P, gates + lo, G, out, ldo, h0, dW_hh + lo * P, P,
-                           reverse)
-                colsum(T * B, hi - lo, gates + lo, G, ones, db + lo)
-            lo = chunk_lo(T * B, 1, c, n_threads)
-            hi = chunk_lo(T * B, 1, c + 1, n_threads)
-            if lo < hi:
-                gemm(NoTrans, NoTrans, hi - lo, I, G, <floating>1, gates + lo * G, G, W_ih, I,
-                     beta_dx, dx + lo * I, I)
+            grad_gemm(c, n_threads, G, I, T * B, gates, G, x, I, dW_ih, I)
+            grad_hprev(c, n_threads, T, B, G, P, gates, G, out, ldo, h0, dW_hh, P, reverse,
+                       ones, db)
+            rows_gemm(c, n_threads, NoTrans, T * B, I, G, gates, G, W_ih, I, beta_dx, dx, I)
             if W_hr != NULL:
-                lo = chunk_lo(P, 1, c, n_threads)
-                hi = chunk_lo(P, 1, c + 1, n_threads)
-                if lo < hi:
-                    gemm(Trans, NoTrans, hi - lo, H, T * B, <floating>1, dhtot + lo, P, r_all,
-                         H, <floating>0, dW_hr + lo * H, H)
+                grad_gemm(c, n_threads, P, H, T * B, dhtot, P, r_all, H, dW_hr, H)
     memcpy(dh0, dh, B * P * sizeof(floating))
     return 0
 

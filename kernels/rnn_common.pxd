@@ -1,6 +1,6 @@
 # Helpers shared by the LSTM and GRU kernels (inline: no run-time import).
 # Notation: src/fusedrnn/_notation.py.  Rows are (t, b) pairs, row index t * B + b.
-from _blas cimport floating, gemm, NoTrans, Trans
+from _blas cimport floating, gemm, BLAS_Trans, NoTrans, Trans
 
 
 cdef inline void gemm_hprev(Py_ssize_t T, Py_ssize_t B, Py_ssize_t M, Py_ssize_t N,
@@ -63,3 +63,52 @@ cdef inline Py_ssize_t chunk_lo(Py_ssize_t n, Py_ssize_t align, Py_ssize_t c,
     cdef Py_ssize_t per = (units + nc - 1) // nc
     cdef Py_ssize_t lo = c * per * align
     return lo if lo < n else n
+
+
+# ---------------------------------------------------------------- BLAS GEMMs shared by threads
+# Each helper does chunk c of nc of one GEMM (BLAS single-threaded, see fusedrnn._threads), so
+# that `for c in prange(nc)` runs the whole product on nc threads.
+
+cdef inline void rows_gemm(Py_ssize_t c, Py_ssize_t nc, BLAS_Trans tw, Py_ssize_t R,
+                           Py_ssize_t N, Py_ssize_t K, const floating *A, Py_ssize_t lda,
+                           const floating *W, Py_ssize_t ldw, floating beta, floating *C,
+                           Py_ssize_t ldc) noexcept nogil:
+    """Rows of C (R, N) = A (R, K) . op(W) + beta C, op(W) = W^T (tw == Trans) or W."""
+    cdef Py_ssize_t lo = chunk_lo(R, 1, c, nc), hi = chunk_lo(R, 1, c + 1, nc)
+    if lo < hi:
+        gemm(NoTrans, tw, hi - lo, N, K, <floating>1, A + lo * lda, lda, W, ldw, beta,
+             C + lo * ldc, ldc)
+
+
+cdef inline void grad_gemm(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_t N,
+                           Py_ssize_t R, const floating *dG, Py_ssize_t ldg,
+                           const floating *X, Py_ssize_t ldx, floating *dW,
+                           Py_ssize_t ldw) noexcept nogil:
+    """Rows of dW (M, N) = dG (R, M)^T . X (R, N): a weight gradient summed over R rows."""
+    cdef Py_ssize_t lo = chunk_lo(M, 16, c, nc), hi = chunk_lo(M, 16, c + 1, nc)
+    if lo < hi:
+        gemm(Trans, NoTrans, hi - lo, N, R, <floating>1, dG + lo, ldg, X, ldx, <floating>0,
+             dW + lo * ldw, ldw)
+
+
+cdef inline void grad_hprev(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t T, Py_ssize_t B,
+                            Py_ssize_t M, Py_ssize_t N, const floating *dG, Py_ssize_t ldg,
+                            const floating *out, Py_ssize_t ldo, const floating *h0,
+                            floating *dW, Py_ssize_t ldw, bint reverse,
+                            const floating *ones, floating *db) noexcept nogil:
+    """Rows of dW (M, N) = sum_t dG_t^T h_{t-1} (gemm_hprev) and, when db != NULL, the same
+    entries of db (M) = the sum of the T*B rows of dG."""
+    cdef Py_ssize_t lo = chunk_lo(M, 16, c, nc), hi = chunk_lo(M, 16, c + 1, nc)
+    if lo < hi:
+        gemm_hprev(T, B, hi - lo, N, dG + lo, ldg, out, ldo, h0, dW + lo * ldw, ldw, reverse)
+        if db != NULL:
+            colsum(T * B, hi - lo, dG + lo, ldg, ones, db + lo)
+
+
+cdef inline void colsum_chunk(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t R, Py_ssize_t N,
+                              const floating *A, Py_ssize_t lda, const floating *ones,
+                              floating *y) noexcept nogil:
+    """Entries of y (N) = the sum of the R rows of A."""
+    cdef Py_ssize_t lo = chunk_lo(N, 16, c, nc), hi = chunk_lo(N, 16, c + 1, nc)
+    if lo < hi:
+        colsum(R, hi - lo, A + lo, lda, ones, y + lo)
