@@ -7,10 +7,10 @@ applies r to (W_hn h_{t-1} + b_hn); the original form applies r to h_{t-1} befor
 """
 from libc.string cimport memcpy
 
-from _blas cimport floating, gemm, NoTrans, Trans
 from cython.parallel cimport parallel, prange
-from packed_gemm cimport fr_packed_nr
-from rnn_common cimport (pack_weights, pgemm, chunk_lo, rows_gemm, grad_gemm,
+
+from _blas cimport floating, gemm, NoTrans, Trans
+from rnn_common cimport (pack_weights, pgemm_cols, chunk_lo, rows_gemm, grad_gemm,
                          grad_hprev, colsum_chunk)
 from rnn_math cimport (fr_gru_fwd_f32, fr_gru_fwd_f64, fr_gru_rz_f32, fr_gru_rz_f64,
                        fr_gru_n_f32, fr_gru_n_f64, fr_gru_bwd_f32, fr_gru_bwd_f64,
@@ -40,7 +40,6 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
     wp_hh: workspace for the packed W_hh.  n_threads: OpenMP threads sharing each step.
     """
     cdef Py_ssize_t G = 3 * H
-    cdef Py_ssize_t NR = fr_packed_nr()
     cdef Py_ssize_t s, t, tp, b, c, lo, hi
     cdef const floating *hp
     cdef Py_ssize_t ldhp
@@ -70,10 +69,8 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                 hn_t = hn_buf + t * B * H if keep_hn else hn_buf
                 # hg = h_{t-1} W_hh^T, then one fused pass
                 for c in prange(n_threads, schedule='static'):
-                    lo = chunk_lo(G, NR, c, n_threads)
-                    hi = chunk_lo(G, NR, c + 1, n_threads)
-                    if lo < hi:
-                        pgemm(B, lo, hi, H, hp, ldhp, wp_hh, G, <floating>0, hg, G, work + c * wsz)
+                    pgemm_cols(c, n_threads, B, 0, G, H, hp, ldhp, wp_hh, G, <floating>0, hg, G,
+                               work + c * wsz)
                 for c in prange(n_threads, schedule='static'):
                     lo = chunk_lo(H, 16, c, n_threads)
                     hi = chunk_lo(H, 16, c + 1, n_threads)
@@ -87,10 +84,8 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
             else:
                 # [r | z] += h_{t-1} [W_hr | W_hz]^T ; r, z ; rh = r h_{t-1}
                 for c in prange(n_threads, schedule='static'):
-                    lo = chunk_lo(2 * H, NR, c, n_threads)
-                    hi = chunk_lo(2 * H, NR, c + 1, n_threads)
-                    if lo < hi:
-                        pgemm(B, lo, hi, H, hp, ldhp, wp_hh, G, <floating>1, g_t, G, work + c * wsz)
+                    pgemm_cols(c, n_threads, B, 0, 2 * H, H, hp, ldhp, wp_hh, G, <floating>1, g_t,
+                               G, work + c * wsz)
                 for c in prange(n_threads, schedule='static'):
                     lo = chunk_lo(H, 16, c, n_threads)
                     hi = chunk_lo(H, 16, c + 1, n_threads)
@@ -101,11 +96,8 @@ cdef int gru_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                             fr_gru_rz_f64(B, H, lo, hi, g_t, bias_x, hp, ldhp, rh)
                 # n += (r h_{t-1}) W_hn^T ; n ; h_t
                 for c in prange(n_threads, schedule='static'):
-                    lo = chunk_lo(H, NR, c, n_threads)
-                    hi = chunk_lo(H, NR, c + 1, n_threads)
-                    if lo < hi:
-                        pgemm(B, 2 * H + lo, 2 * H + hi, H, rh, H, wp_hh, G, <floating>1,
-                              g_t, G, work + c * wsz)
+                    pgemm_cols(c, n_threads, B, 2 * H, H, H, rh, H, wp_hh, G, <floating>1, g_t, G,
+                               work + c * wsz)
                 for c in prange(n_threads, schedule='static'):
                     lo = chunk_lo(H, 16, c, n_threads)
                     hi = chunk_lo(H, 16, c + 1, n_threads)
@@ -172,7 +164,6 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
     Wt_n = W_hn^T (H, H).  n_threads OpenMP threads share each step.
     """
     cdef Py_ssize_t G = 3 * H
-    cdef Py_ssize_t NR = fr_packed_nr()
     cdef Py_ssize_t s, t, tp, c, lo, hi
     cdef const floating *hp
     cdef Py_ssize_t ldhp
@@ -222,17 +213,13 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
             if reset_after:
                 # dL/dh_{t-1} = z dh_t + [dr | dz | dhn] W_hh
                 for c in prange(n_threads, schedule='static'):
-                    lo = chunk_lo(H, NR, c, n_threads)
-                    hi = chunk_lo(H, NR, c + 1, n_threads)
-                    if lo < hi:
-                        pgemm(B, lo, hi, G, dgh, G, wt_a, H, <floating>1, dh, H, work + c * wsz)
+                    pgemm_cols(c, n_threads, B, 0, H, G, dgh, G, wt_a, H, <floating>1, dh, H,
+                               work + c * wsz)
             else:
                 # d(r h_{t-1}) = dn_pre W_hn
                 for c in prange(n_threads, schedule='static'):
-                    lo = chunk_lo(H, NR, c, n_threads)
-                    hi = chunk_lo(H, NR, c + 1, n_threads)
-                    if lo < hi:
-                        pgemm(B, lo, hi, H, g_t + 2 * H, G, wt_n, H, <floating>0, drh, H, work + c * wsz)
+                    pgemm_cols(c, n_threads, B, 0, H, H, g_t + 2 * H, G, wt_n, H, <floating>0, drh,
+                               H, work + c * wsz)
                 for c in prange(n_threads, schedule='static'):
                     lo = chunk_lo(H, 16, c, n_threads)
                     hi = chunk_lo(H, 16, c + 1, n_threads)
@@ -245,10 +232,8 @@ cdef int gru_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                                             rh_all + t * B * H)
                 # dL/dh_{t-1} += [dr | dz] [W_hr | W_hz]
                 for c in prange(n_threads, schedule='static'):
-                    lo = chunk_lo(H, NR, c, n_threads)
-                    hi = chunk_lo(H, NR, c + 1, n_threads)
-                    if lo < hi:
-                        pgemm(B, lo, hi, 2 * H, g_t, G, wt_a, H, <floating>1, dh, H, work + c * wsz)
+                    pgemm_cols(c, n_threads, B, 0, H, 2 * H, g_t, G, wt_a, H, <floating>1, dh, H,
+                               work + c * wsz)
         # weight gradients and dx: one GEMM each over all T*B rows, its output rows shared
         # between the threads
         for c in prange(n_threads, schedule='static'):

@@ -7,11 +7,11 @@ time-major order, row index t * B + b.  Gate blocks per row: [i | f | g | o], ea
 from libc.string cimport memcpy
 
 from _blas cimport floating, gemm, NoTrans, Trans
-from packed_gemm cimport (fr_packed_nr, fr_packed_size_f32, fr_packed_size_f64,
+from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64,
                          fr_packed_work_size_f32, fr_packed_work_size_f64)
 from rnn_math cimport fr_max_threads
 from cython.parallel cimport parallel, prange
-from rnn_common cimport (pack_weights, pgemm, chunk_lo, rows_gemm, grad_gemm,
+from rnn_common cimport (pack_weights, pgemm_cols, chunk_lo, rows_gemm, grad_gemm,
                          grad_hprev)
 from rnn_math cimport (fr_lstm_fwd_f32, fr_lstm_fwd_f64, fr_lstm_bwd_f32, fr_lstm_bwd_f64,
                        fr_add_rows_f32, fr_add_rows_f64, fr_activations_f32,
@@ -41,7 +41,6 @@ cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py
     gate pass), with a barrier between the phases.
     """
     cdef Py_ssize_t G = 4 * H
-    cdef Py_ssize_t NR = fr_packed_nr()
     cdef Py_ssize_t s, t, tp, slot, pslot, b, c, lo, hi
     cdef const floating *hp
     cdef const floating *cp
@@ -83,10 +82,8 @@ cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py
                 ldh = ldo
             # recurrent part: gates_t += h_{t-1} W_hh^T, columns shared between threads
             for c in prange(n_threads, schedule='static'):
-                lo = chunk_lo(G, NR, c, n_threads)
-                hi = chunk_lo(G, NR, c + 1, n_threads)
-                if lo < hi:
-                    pgemm(B, lo, hi, P, hp, ldhp, wp_hh, G, <floating>1, g_t, G, work + c * wsz)
+                pgemm_cols(c, n_threads, B, 0, G, P, hp, ldhp, wp_hh, G, <floating>1, g_t, G,
+                           work + c * wsz)
             # fused gate pass, hidden units shared between threads
             for c in prange(n_threads, schedule='static'):
                 lo = chunk_lo(H, 16, c, n_threads)
@@ -99,11 +96,8 @@ cdef int lstm_forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py
             if W_hr != NULL:
                 # h_t = W_hr (o * tanh(c_t))
                 for c in prange(n_threads, schedule='static'):
-                    lo = chunk_lo(P, NR, c, n_threads)
-                    hi = chunk_lo(P, NR, c + 1, n_threads)
-                    if lo < hi:
-                        pgemm(B, lo, hi, H, r_buf, H, wp_hr, P, <floating>0,
-                              out + t * B * ldo, ldo, work + c * wsz)
+                    pgemm_cols(c, n_threads, B, 0, P, H, r_buf, H, wp_hr, P, <floating>0,
+                               out + t * B * ldo, ldo, work + c * wsz)
     # final state
     t = 0 if reverse else T - 1
     slot = t if keep_c else ((T - 1) & 1)
@@ -183,7 +177,6 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
     (output rows shared between the threads).
     """
     cdef Py_ssize_t G = 4 * H
-    cdef Py_ssize_t NR = fr_packed_nr()
     cdef Py_ssize_t s, t, tp, b, c, lo, hi
     cdef const floating *cp
     cdef floating *dr_t
@@ -228,10 +221,8 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
             if W_hr != NULL:
                 # d(o tanh c_t) = dh_t W_hr
                 for c in prange(n_threads, schedule='static'):
-                    lo = chunk_lo(H, NR, c, n_threads)
-                    hi = chunk_lo(H, NR, c + 1, n_threads)
-                    if lo < hi:
-                        pgemm(B, lo, hi, P, dh, P, wt_hr, H, <floating>0, dr, H, work + c * wsz)
+                    pgemm_cols(c, n_threads, B, 0, H, P, dh, P, wt_hr, H, <floating>0, dr, H,
+                               work + c * wsz)
             for c in prange(n_threads, schedule='static'):
                 lo = chunk_lo(H, 16, c, n_threads)
                 hi = chunk_lo(H, 16, c + 1, n_threads)
@@ -242,10 +233,8 @@ cdef int lstm_backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
                         fr_lstm_bwd_f64(B, H, lo, hi, g_t, c_buf + t * B * H, cp, dr_t, dc0, r_t)
             # recurrent part of dL/dh_{t-1} = dG_t W_hh
             for c in prange(n_threads, schedule='static'):
-                lo = chunk_lo(P, NR, c, n_threads)
-                hi = chunk_lo(P, NR, c + 1, n_threads)
-                if lo < hi:
-                    pgemm(B, lo, hi, G, g_t, G, wt_hh, P, <floating>0, dh, P, work + c * wsz)
+                pgemm_cols(c, n_threads, B, 0, P, G, g_t, G, wt_hh, P, <floating>0, dh, P,
+                           work + c * wsz)
         # weight gradients and dx: one GEMM each over all T*B rows, its output rows shared
         # between the threads
         for c in prange(n_threads, schedule='static'):

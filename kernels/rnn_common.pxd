@@ -55,6 +55,17 @@ cdef inline void pgemm(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
         fr_gemm_packed_f64(M, n0, n1, K, A, lda, Wp, N, beta, C, ldc, work)
 
 
+cdef inline void pgemm_cols(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_t n0,
+                            Py_ssize_t n, Py_ssize_t K, const floating *A, Py_ssize_t lda,
+                            const floating *Wp, Py_ssize_t N, floating beta, floating *C,
+                            Py_ssize_t ldc, floating *work) noexcept nogil:
+    """Chunk c of nc (panel-aligned) of the columns n0 .. n0+n of pgemm: threads share a step."""
+    cdef Py_ssize_t NR = fr_packed_nr()
+    cdef Py_ssize_t lo = chunk_lo(n, NR, c, nc), hi = chunk_lo(n, NR, c + 1, nc)
+    if lo < hi:
+        pgemm(M, n0 + lo, n0 + hi, K, A, lda, Wp, N, beta, C, ldc, work)
+
+
 cdef inline Py_ssize_t chunk_lo(Py_ssize_t n, Py_ssize_t align, Py_ssize_t c,
                                 Py_ssize_t nc) noexcept nogil:
     """Start of chunk c of nc over [0, n), bounds multiples of align (chunk c ends at
