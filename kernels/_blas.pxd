@@ -4,7 +4,7 @@
 # column-major GEMM with the operands swapped (C^T = op(B)^T . op(A)^T).  The functions are inline
 # so that the kernel modules need no import of this module at run time.
 from libc.string cimport memset
-from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv, saxpy, daxpy
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 # scipy's cython_blas takes `int` (LP64); every size goes through this shim.
 ctypedef int blas_int
@@ -57,11 +57,3 @@ cdef inline void gemm(BLAS_Trans ta, BLAS_Trans tb, Py_ssize_t m, Py_ssize_t n, 
         dgemm(&ctb, &cta, &bn, &bm, &bk, &alpha, <double *>B, &bldb, <double *>A, &blda,
               &beta, C, &bldc)
 
-
-cdef inline void axpy(Py_ssize_t n, floating alpha, const floating *x, floating *y) noexcept nogil:
-    """y += alpha x (contiguous)."""
-    cdef blas_int bn = <blas_int>n, one = 1
-    if floating is float:
-        saxpy(&bn, &alpha, <float *>x, &one, y, &one)
-    else:
-        daxpy(&bn, &alpha, <double *>x, &one, y, &one)

@@ -20,7 +20,6 @@ class _RNNBase(Parametrized):
     """Shared by LSTM and GRU: arguments, parameters, input/state checks, output layout."""
 
     _gates = None   # 4 (LSTM) or 3 (GRU)
-    _kind = None
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32, seed=None):
@@ -347,7 +346,6 @@ class LSTM(_RNNBase):
     """
 
     _gates = 4
-    _kind = "LSTM"
 
     def _extra_repr(self):
         return [f"proj_size={self.proj_size}"] if self.proj_size else []
@@ -434,7 +432,6 @@ class GRU(_RNNBase):
     """
 
     _gates = 3
-    _kind = "GRU"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, reset_after=True, dtype=np.float32,
