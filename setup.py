@@ -2,7 +2,7 @@
 
 All Cython compiler directives live here and nowhere else.  ``FUSEDRNN_DEBUG=1`` turns bounds
 checks on; ``FUSEDRNN_NATIVE=1`` adds ``-march=native`` for local experiments (never in the
-default build: the AVX-512 / AVX2 code paths are chosen at run time, see kernels/rnn_math.h);
+default build: the AVX-512 / AVX2 code paths are chosen at run time, see kernels/fr_isa.h);
 ``FUSEDRNN_OPENMP=0`` builds without OpenMP (the time loops then run on one thread).
 """
 import os
@@ -60,11 +60,9 @@ def ext(name, source):
     )
 
 
-extensions = [
-    ext("_blas", "kernels/_blas.pyx"),
-    ext("_lstm", "kernels/lstm.pyx"),
-    ext("_gru", "kernels/gru.pyx"),
-]
+# One extension: every cell's kernels share the time loop, the packed GEMM and the one ISA
+# switch (kernels/fr_isa.h), so each is compiled once.
+extensions = [ext("_kernels", "kernels/_kernels.pyx")]
 
 setup(
     ext_modules=cythonize(

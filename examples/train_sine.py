@@ -93,8 +93,9 @@ def main(steps=600, seed=0, hidden=32, batch=32, seq_len=40, lr=1e-2, log_every=
     rng = np.random.default_rng(seed)
     lstm = fusedrnn.LSTM(1, hidden, seed=seed)
     head = Readout(hidden, rng)
-    # The model's parameters are plain numpy attributes: the optimiser updates them in place.
-    params = {f"lstm.{k}": getattr(lstm, k) for k in lstm.state_dict()}
+    # The model's parameters are read-only numpy attributes (the model keeps packed copies of
+    # its weights): the optimiser updates its own copies in place and loads them after each step.
+    params = {f"lstm.{k}": v for k, v in lstm.state_dict().items()}
     params.update({f"head.{k}": v for k, v in head.params.items()})
     opt = Adam(params, lr=lr)
 
@@ -120,6 +121,7 @@ def main(steps=600, seed=0, hidden=32, batch=32, seq_len=40, lr=1e-2, log_every=
         grads.update({f"head.{k}": g for k, g in head_grads.items()})
         # cosine decay of the learning rate over the run
         opt.step(grads, lr=lr * 0.5 * (1 + np.cos(np.pi * (step - 1) / steps)))
+        lstm.load_state_dict({k[5:]: v for k, v in params.items() if k.startswith("lstm.")})
         if verbose and (step % log_every == 0 or step == steps):
             print(f"step {step:5d}  train loss {loss:.5f}  val loss {evaluate():.5f}")
     final = evaluate()

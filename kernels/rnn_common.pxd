@@ -1,6 +1,11 @@
-# Helpers shared by the LSTM and GRU kernels (inline: no run-time import).
-# Notation: src/fusedrnn/_notation.py.  Rows are (t, b) pairs, row index t * B + b.
+# Support shared by every cell's kernels (inline): BLAS and packed GEMMs split between the
+# threads of a time loop, chunk bounds.  Notation: src/fusedrnn/_notation.py.  Rows are (t, b)
+# pairs, row index t * B + b.  A helper taking (c, nc) does chunk c of nc of its product, so that
+# thread c of nc calling it runs its share (BLAS single-threaded, see fusedrnn._threads).
 from _blas cimport floating, gemm, BLAS_Trans, NoTrans, Trans
+
+cdef enum:
+    UNIT_ALIGN = 16      # chunks of hidden units / gradient rows: multiples of 16 (cache lines)
 
 
 cdef inline void gemm_hprev(Py_ssize_t T, Py_ssize_t B, Py_ssize_t M, Py_ssize_t N,
@@ -44,6 +49,13 @@ cdef inline void pack_weights(Py_ssize_t N, Py_ssize_t K, const floating *W,
         fr_pack_f64(N, K, W, K, Wp)
 
 
+cdef inline void unit_chunk(Py_ssize_t n, int c, int nc, Py_ssize_t *lo,
+                            Py_ssize_t *hi) noexcept nogil:
+    """Bounds of thread c's chunk of n hidden units."""
+    lo[0] = chunk_lo(n, UNIT_ALIGN, c, nc)
+    hi[0] = chunk_lo(n, UNIT_ALIGN, c + 1, nc)
+
+
 cdef inline void pgemm(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
                        const floating *A, Py_ssize_t lda, const floating *Wp, Py_ssize_t N,
                        floating beta, floating *C, Py_ssize_t ldc, floating *work) noexcept nogil:
@@ -77,8 +89,6 @@ cdef inline Py_ssize_t chunk_lo(Py_ssize_t n, Py_ssize_t align, Py_ssize_t c,
 
 
 # ---------------------------------------------------------------- BLAS GEMMs shared by threads
-# Each helper does chunk c of nc of one GEMM (BLAS single-threaded, see fusedrnn._threads), so
-# that `for c in prange(nc)` runs the whole product on nc threads.
 
 cdef inline void rows_gemm(Py_ssize_t c, Py_ssize_t nc, BLAS_Trans tw, Py_ssize_t R,
                            Py_ssize_t N, Py_ssize_t K, const floating *A, Py_ssize_t lda,
@@ -96,7 +106,7 @@ cdef inline void grad_gemm(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_t
                            const floating *X, Py_ssize_t ldx, floating *dW,
                            Py_ssize_t ldw) noexcept nogil:
     """Rows of dW (M, N) = dG (R, M)^T . X (R, N): a weight gradient summed over R rows."""
-    cdef Py_ssize_t lo = chunk_lo(M, 16, c, nc), hi = chunk_lo(M, 16, c + 1, nc)
+    cdef Py_ssize_t lo = chunk_lo(M, UNIT_ALIGN, c, nc), hi = chunk_lo(M, UNIT_ALIGN, c + 1, nc)
     if lo < hi:
         gemm(Trans, NoTrans, hi - lo, N, R, <floating>1, dG + lo, ldg, X, ldx, <floating>0,
              dW + lo * ldw, ldw)
@@ -109,7 +119,7 @@ cdef inline void grad_hprev(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t T, Py_ssize_
                             const floating *ones, floating *db) noexcept nogil:
     """Rows of dW (M, N) = sum_t dG_t^T h_{t-1} (gemm_hprev) and, when db != NULL, the same
     entries of db (M) = the sum of the T*B rows of dG."""
-    cdef Py_ssize_t lo = chunk_lo(M, 16, c, nc), hi = chunk_lo(M, 16, c + 1, nc)
+    cdef Py_ssize_t lo = chunk_lo(M, UNIT_ALIGN, c, nc), hi = chunk_lo(M, UNIT_ALIGN, c + 1, nc)
     if lo < hi:
         gemm_hprev(T, B, hi - lo, N, dG + lo, ldg, out, ldo, h0, dW + lo * ldw, ldw, reverse)
         if db != NULL:
@@ -120,6 +130,6 @@ cdef inline void colsum_chunk(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t R, Py_ssiz
                               const floating *A, Py_ssize_t lda, const floating *ones,
                               floating *y) noexcept nogil:
     """Entries of y (N) = the sum of the R rows of A."""
-    cdef Py_ssize_t lo = chunk_lo(N, 16, c, nc), hi = chunk_lo(N, 16, c + 1, nc)
+    cdef Py_ssize_t lo = chunk_lo(N, UNIT_ALIGN, c, nc), hi = chunk_lo(N, UNIT_ALIGN, c + 1, nc)
     if lo < hi:
         colsum(R, hi - lo, A + lo, lda, ones, y + lo)

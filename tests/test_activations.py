@@ -6,7 +6,7 @@ accuracy (about 1-2 ulp) and are referred to in that header.
 import numpy as np
 import pytest
 
-_lstm = pytest.importorskip("fusedrnn._lstm")
+_lstm = pytest.importorskip("fusedrnn._kernels")
 
 BOUNDS = {np.float32: 2.5e-7, np.float64: 5e-16}   # max relative error on [-30, 30]
 

@@ -65,13 +65,16 @@ def test_layer_backward_matches_finite_differences(case):
     d_h_n = tuple(cot[1:]) if kind == "lstm" else cot[1]
     dx, dhx, grads = model.backward(tape, cot[0], d_h_n)
 
+    params = model.state_dict()      # writable copies, perturbed by fd_check and loaded
+
     def loss():
+        model.load_state_dict(params)   # also checks that a weight change reaches the kernels
         o, s, _ = model.forward_train(x, hx, rng=seed)
         return weighted_sum([o] + as_list(s), cot)
 
     if model.dropout > 0:      # the masks do something (else the dropout cases prove nothing)
         assert not np.allclose(out, model(x, hx)[0])
-    arrays = {name: getattr(model, name) for name in model.state_dict()}
+    arrays = dict(params)
     analytic = dict(grads)
     arrays["x"], analytic["x"] = x, dx
     if hx_given:
@@ -106,10 +109,13 @@ def test_cell_backward_matches_finite_differences(case):
     cot = [rng.standard_normal(sshape) for _ in as_list(state)]
     dx, dhx, grads = cell.backward(tape, *cot)
 
+    params = cell.state_dict()
+
     def loss():
+        cell.load_state_dict(params)
         return weighted_sum(as_list(cell(x, hx)), cot)
 
-    arrays = {name: getattr(cell, name) for name in cell.state_dict()}
+    arrays = dict(params)
     analytic = dict(grads)
     arrays["x"], analytic["x"] = x, dx
     for k, (s, d) in enumerate(zip(as_list(hx), as_list(dhx))):

@@ -5,7 +5,8 @@ Notation, gate order and shapes: see :mod:`fusedrnn._notation`.
 from ._rnn import GRU, LSTM
 from ._cells import GRUCell, LSTMCell
 from ._threads import get_num_threads, set_num_threads
+from ._kernels import isa, set_isa
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "get_num_threads", "set_num_threads",
-           "__version__"]
+__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "get_num_threads", "set_num_threads", "isa",
+           "set_isa", "__version__"]

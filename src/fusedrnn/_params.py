@@ -1,4 +1,12 @@
-"""Parameters with PyTorch's names: initialisation, state_dict, load_state_dict."""
+"""Parameters with PyTorch's names: initialisation, state_dict, load_state_dict.
+
+Parameters are read-only numpy arrays whose memory cannot be made writable again: a model keeps
+packed copies of its weights for the kernels, and the only way to change a weight is to assign
+the attribute (``model.weight_hh_l0 = new``) or ``load_state_dict``, both of which check the new
+value and drop the packed copies.  An in-place edit (``model.weight_hh_l0 += d``,
+``model.weight_hh_l0[0] = 1``) raises numpy's ``ValueError: ... read-only``, so a stale packed
+copy can never be used.
+"""
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -17,9 +25,34 @@ def make_rng(seed):
     raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got {seed!r}")
 
 
+def frozen(arr):
+    """A read-only copy of arr whose WRITEABLE flag cannot be set again (its memory is an
+    immutable bytes object)."""
+    return np.frombuffer(arr.tobytes(), dtype=arr.dtype).reshape(arr.shape)
+
+
 class Parametrized:
-    """Mixin: subclasses set ``self.dtype`` and call ``_init_params(shapes, hidden_size, seed)``
-    with an ordered {name: shape} dict in PyTorch's order."""
+    """Mixin: subclasses set ``self.dtype``, call ``_init_params(shapes, hidden_size, seed)``
+    with an ordered {name: shape} dict in PyTorch's order, and have ``_invalidate()`` (a
+    parameter changed)."""
+
+    def __setattr__(self, name, value):
+        shapes = self.__dict__.get("_shapes")
+        if shapes is not None and name in shapes:
+            arr = as_real_array(name, value, self.dtype)
+            if arr.shape != shapes[name]:
+                raise ValueError(f"{name} must have shape {shapes[name]}, got {arr.shape}")
+            object.__setattr__(self, name, frozen(arr))
+            self._invalidate()
+            return
+        object.__setattr__(self, name, value)
+
+    def __setstate__(self, state):
+        """Unpickling: the parameters become read-only again."""
+        shapes = state.get("_shapes", {})
+        self.__dict__.update({k: v for k, v in state.items() if k not in shapes})
+        for name in shapes:
+            setattr(self, name, state[name])
 
     def _init_params(self, shapes, hidden_size, seed):
         rng = make_rng(seed)
@@ -32,17 +65,8 @@ class Parametrized:
         return list(self._shapes)
 
     def _param(self, name):
-        """The parameter as a C-contiguous array of the model dtype, shape-checked (a user may
-        have assigned the attribute directly)."""
-        arr = getattr(self, name)
-        shape = self._shapes[name]
-        if not (isinstance(arr, np.ndarray) and arr.dtype == self.dtype
-                and arr.flags.c_contiguous and arr.shape == shape):
-            arr = as_real_array(name, arr, self.dtype)
-            if arr.shape != shape:
-                raise ValueError(f"parameter {name} must have shape {shape}, got {arr.shape}")
-            setattr(self, name, arr)
-        return arr
+        """The parameter: a read-only C-contiguous array of the model dtype and shape."""
+        return self.__dict__[name]
 
     def state_dict(self):
         """An ordered dict name -> numpy array (copies), with PyTorch's keys and order."""
@@ -72,7 +96,7 @@ class Parametrized:
             if arr.shape != self._shapes[name]:
                 raise ValueError(f"state_dict[{name!r}] must have shape {self._shapes[name]}, "
                                  f"got {arr.shape}")
-            new[name] = np.array(arr, copy=True)
+            new[name] = arr
         for name, arr in new.items():
             setattr(self, name, arr)
         return LoadResult(missing, unexpected)

@@ -1,17 +1,16 @@
 """LSTM and GRU layers with torch.nn's constructor arguments, parameters and outputs.
 
-Notation: see fusedrnn._notation.  The layers validate and cast in Python, then call one kernel per
-layer and direction (fusedrnn._lstm / fusedrnn._gru), which runs the whole time loop without the
-GIL.  Training: ``forward_train`` keeps a tape (gate activations and states of every step) and
-``backward`` runs the BPTT kernels layer by layer, top to bottom.
+Notation: see fusedrnn._notation.  The layers hold the arguments and parameters, validate and
+cast in Python and lay out the outputs; their Engine (fusedrnn._engine) runs one kernel per layer
+and direction (fusedrnn._kernels), which runs the whole time loop without the GIL.  Training:
+``forward_train`` keeps a tape (gate activations and states of every step) and ``backward`` runs
+the BPTT kernels layer by layer, top to bottom.
 """
-import threading
-
 import numpy as np
 
-from . import _gru, _lstm
+from . import _kernels
+from ._engine import Engine, Tape
 from ._params import Parametrized, make_rng
-from ._threads import blas_single_thread, packed_buffer, step_threads, work_buffer
 from ._validate import (as_real_array, check_bool, check_dropout, check_dtype, check_shape,
                         check_size)
 
@@ -156,43 +155,21 @@ class _RNNBase(Parametrized):
         init = self._check_hx(hx, B, batched)
         if train:
             # the tape must not alias the caller's arrays (in-place edits would corrupt grads)
-            x = x.copy()
+            x = x.copy() if np.shares_memory(x, input) else x
             init = tuple(np.array(s, copy=True) for s in init)
-        L, D, P = self.num_layers, self.num_directions, self._P
+        else:
+            init = tuple(np.ascontiguousarray(s) for s in init)
+        D, P = self.num_directions, self._P
         finals = tuple(np.zeros_like(s) for s in init)
-        out = np.zeros((T * B, D * P), dtype=self.dtype)
-        tape = _Tape(self, T, B, batched, init) if train else None
+        tape = Tape(self, T, B, batched, init) if train else None
         if B > 0:
-            with blas_single_thread():
-                out = self._run_layers(x, init, finals, train, rng, tape)
+            out = self._engine.forward(x, init, finals, tape, rng)
+        else:
+            out = np.zeros((T * B, D * P), dtype=self.dtype)
         out = self._format_output(out.reshape(T, B, D * P), batched)
         finals = tuple(self._format_state(f, batched) for f in finals)
         finals = finals if len(finals) == 2 else finals[0]
         return out, finals, tape
-
-    def _run_layers(self, x, init, finals, train, rng, tape):
-        """All layers and directions; returns the last layer's output (T*B, D*P)."""
-        T, B, _ = x.shape
-        D, P = self.num_directions, self._P
-        ws = self._cached_workspace("fwd", T, B, self._workspace)
-        inp = x.reshape(T * B, -1)
-        for layer in range(self.num_layers):
-            mask = None
-            if train and layer > 0 and self.dropout > 0:
-                keep = 1.0 - self.dropout
-                mask = (rng.random(inp.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
-                inp = inp * mask
-            out = np.empty((T * B, D * P), dtype=self.dtype)
-            records = []
-            for d in range(D):
-                k = layer * D + d
-                records.append(self._layer_forward(
-                    inp, T, layer, d, tuple(s[k] for s in init), out,
-                    tuple(f[k] for f in finals), ws, train))
-            if train:
-                tape.layers.append(_LayerTape(inp, out, mask, records))
-            inp = out
-        return inp
 
     def backward(self, tape, d_out, d_h_n=None):
         """Backpropagation through time for a ``forward_train`` tape.
@@ -201,15 +178,15 @@ class _RNNBase(Parametrized):
         ``d_h_n``: dL/d(h_n) (``(d_h_n, d_c_n)`` for LSTM, either may be None; None: zeros).
         Returns ``dx, dhx, grads``: ``dx`` shaped like the input, ``dhx`` like ``hx``
         (``(dh0, dc0)`` for LSTM), ``grads`` a dict with exactly the keys of ``state_dict()``.
-        A tape can be used once (backward overwrites it with gradients, like PyTorch frees its
-        graph).
+        Gradients are those of the weights the tape was recorded with.  A tape can be used once
+        (backward overwrites it with gradients, like PyTorch frees its graph).
         """
-        if not isinstance(tape, _Tape) or tape.model is not self:
+        if not isinstance(tape, Tape) or tape.model is not self:
             raise TypeError("tape must be the tape returned by this model's forward_train")
         if tape.used:
             raise ValueError("tape was already used by backward (run forward_train again)")
         T, B, batched = tape.T, tape.B, tape.batched
-        L, D, P, H = self.num_layers, self.num_directions, self._P, self.hidden_size
+        D, P = self.num_directions, self._P
         out_shape = self._format_output(np.empty((T, B, D * P), dtype=self.dtype),
                                         batched).shape
         if d_out is None:
@@ -224,43 +201,33 @@ class _RNNBase(Parametrized):
         grads = {name: np.zeros(shape, dtype=self.dtype) for name, shape in self._shapes.items()}
         dinit = tuple(np.zeros_like(s) for s in tape.init)
         tape.used = True
-        dinp = np.zeros((T * B, self.input_size), dtype=self.dtype)
         if B > 0:
-            ws = self._cached_workspace("bwd", T, B, self._bwd_workspace)
-            with blas_single_thread():
-                for layer in reversed(range(L)):
-                    lt = tape.layers[layer]
-                    dinp = np.empty_like(lt.inp)
-                    for d in range(D):
-                        k = layer * D + d
-                        self._layer_backward(lt, d, layer, dout, tuple(f[k] for f in dfinal),
-                                             dinp, d > 0, tuple(s[k] for s in dinit), grads, ws)
-                    if lt.mask is not None:
-                        dinp *= lt.mask
-                    dout = dinp
+            dinp = self._engine.backward(tape, dout, dfinal, dinit, grads)
+        else:
+            dinp = np.zeros((T * B, self.input_size), dtype=self.dtype)
         dx = self._format_output(dinp.reshape(T, B, -1), batched)
         dhx = tuple(self._format_state(s, batched) for s in dinit)
         return dx, (dhx if len(dhx) == 2 else dhx[0]), grads
 
     _d_state_names = ("d_h_n", "d_c_n")
 
+    @property
+    def _engine(self):
+        """The model's Engine (packed kernels, buffers): made on first use, not pickled."""
+        engine = self.__dict__.get("_engine_")
+        if engine is None:
+            engine = self.__dict__["_engine_"] = Engine(self)
+        return engine
+
+    def _invalidate(self):
+        engine = self.__dict__.get("_engine_")
+        if engine is not None:
+            engine.invalidate()
+
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.pop("_ws_cache", None)       # scratch memory, not part of the model
+        state.pop("_engine_", None)        # packed copies and scratch memory, not the model
         return state
-
-    def _cached_workspace(self, kind, T, B, make):
-        """Workspaces are kept between calls (per thread, for the last (T, B) seen): fresh
-        buffers of tens of MB cost page faults (measured ~10% of an LSTM forward)."""
-        key = (kind, threading.get_ident())
-        cache = self.__dict__.setdefault("_ws_cache", {})
-        entry = cache.get(key)
-        threads = step_threads(1 << 62)      # the count now allowed (threadpoolctl may change it)
-        if entry is None or entry[0] != (T, B, threads):
-            if len(cache) > 16:              # entries of finished threads
-                cache.clear()
-            entry = cache[key] = ((T, B, threads), make(T, B))
-        return entry[1]
 
     def _check_d_h_n(self, d_h_n, B, batched, names):
         """-> tuple of (L*D, B, size) arrays (zeros for None); `names` name the arguments."""
@@ -299,44 +266,6 @@ class _RNNBase(Parametrized):
 
 
 
-class _LayerTape:
-    """One layer of a forward_train tape: its input (after dropout), output, dropout mask, and
-    one kernel record per direction."""
-
-    __slots__ = ("inp", "out", "mask", "records")
-
-    def __init__(self, inp, out, mask, records):
-        self.inp, self.out, self.mask, self.records = inp, out, mask, records
-
-
-class _Tape:
-    """What ``backward`` needs from ``forward_train`` (opaque to users)."""
-
-    def __init__(self, model, T, B, batched, init):
-        self.model, self.T, self.B, self.batched = model, T, B, batched
-        self.init = init
-        self.layers = []
-        self.used = False
-
-    @property
-    def nbytes(self):
-        """Bytes held by the tape, each array once: the initial states, per layer its input
-        (a copy of x for layer 0; for k > 0 the previous output, or with dropout the dropped-out
-        copy and its mask), its output, and per direction the arrays listed in
-        ``record["tape"]`` (gates, and c_t or W_hn h_{t-1} + b_hn)."""
-        arrays = {}
-        for a in self.init:
-            arrays[id(a)] = a
-        for lt in self.layers:
-            for a in (lt.inp, lt.out, lt.mask):
-                if a is not None:
-                    arrays[id(a)] = a
-            for rec in lt.records:
-                for a in rec["tape"]:
-                    arrays[id(a)] = a
-        return sum(a.nbytes for a in arrays.values())
-
-
 class LSTM(_RNNBase):
     """Multi-layer LSTM with torch.nn.LSTM's arguments, parameters and outputs.
 
@@ -364,62 +293,12 @@ class LSTM(_RNNBase):
         return (self._check_state("h0", h0, B, self._P, batched),
                 self._check_state("c0", c0, B, self.hidden_size, batched))
 
-    def _workspace(self, T, B):
-        H, P = self.hidden_size, self._P
-        return {"gates": np.empty((T * B, 4 * H), dtype=self.dtype),
-                "c_buf": np.empty((2 * B, H), dtype=self.dtype),
-                "r_buf": np.empty((B, H), dtype=self.dtype),
-                "no_proj": np.empty((0, H), dtype=self.dtype),
-                "wp_hh": packed_buffer(4 * H, P, self.dtype),
-                "wp_hr": packed_buffer(P, H, self.dtype),
-                **_threading(B * 4 * H * P, B, (P, H), self.dtype)}
-
-    def _layer_forward(self, inp, T, layer, d, init, out, final, ws, train):
-        s, H, P = self._suffix(layer, d), self.hidden_size, self._P
+    def _make_kernel(self, layer, d):
+        s = self._suffix(layer, d)
         b_ih, b_hh = self._biases(layer, d)
-        rec = {"W_ih": self._param("weight_ih" + s), "W_hh": self._param("weight_hh" + s),
-               "W_hr": self._param("weight_hr" + s) if self.proj_size else ws["no_proj"],
-               "h0": init[0], "c0": init[1]}
-        B = init[0].shape[0]
-        gates = np.empty((T * B, 4 * H), dtype=self.dtype) if train else ws["gates"]
-        c_buf = np.empty((T * B, H), dtype=self.dtype) if train else ws["c_buf"]
-        _lstm.lstm_forward_layer(inp, T, rec["W_ih"], rec["W_hh"], b_ih + b_hh, rec["W_hr"],
-                                 init[0], init[1], out, d * P, gates, c_buf, ws["r_buf"],
-                                 final[0], final[1], d == 1, train, ws["wp_hh"], ws["wp_hr"],
-                                 ws["threads"], ws["work"])
-        if train:
-            rec.update(gates=gates, c_buf=c_buf, tape=(gates, c_buf))
-            return rec
-        return None
-
-    def _bwd_workspace(self, T, B):
-        H, P = self.hidden_size, self._P
-        proj = self.proj_size > 0
-        return {"ones": np.ones(T * B, dtype=self.dtype),
-                "wt_hh": packed_buffer(P, 4 * H, self.dtype),
-                "wt_hr": packed_buffer(H, P, self.dtype),
-                **_threading(B * 4 * H * P, B, (4 * H, P), self.dtype),
-                "dh": np.empty((B, P), dtype=self.dtype),
-                "dr": np.empty((B, H), dtype=self.dtype),
-                "dhtot": np.empty((T * B if proj else 0, P), dtype=self.dtype),
-                "r_all": np.empty((T * B if proj else B, H), dtype=self.dtype),
-                "no_proj": np.empty((0, H), dtype=self.dtype)}
-
-    def _layer_backward(self, lt, d, layer, dout, dfinal, dinp, accumulate, dinit, grads, ws):
-        s, P, T = self._suffix(layer, d), self._P, lt.inp.shape[0] // dfinal[0].shape[0]
-        rec = lt.records[d]
-        db = np.empty(4 * self.hidden_size, dtype=self.dtype)
-        dW_hr = grads["weight_hr" + s] if self.proj_size else ws["no_proj"]
-        _lstm.lstm_backward_layer(
-            lt.inp, T, rec["W_ih"], rec["W_hh"], rec["W_hr"], rec["h0"], rec["c0"], lt.out,
-            d * P, rec["gates"], rec["c_buf"], dout, dfinal[0], dfinal[1], dinp, accumulate,
-            dinit[0], dinit[1], grads["weight_ih" + s], grads["weight_hh" + s], db, dW_hr,
-            ws["dh"], ws["dr"], ws["dhtot"], ws["r_all"], ws["ones"], d == 1,
-            np.ascontiguousarray(rec["W_hh"].T), np.ascontiguousarray(rec["W_hr"].T),
-            ws["wt_hh"], ws["wt_hr"], ws["threads"], ws["work"])
-        if self.bias:
-            grads["bias_ih" + s][...] = db
-            grads["bias_hh" + s][...] = db
+        return _kernels.Kernel("lstm", self._param("weight_ih" + s), self._param("weight_hh" + s),
+                               self._param("weight_hr" + s) if self.proj_size else None,
+                               b_ih + b_hh, None)
 
 
 class GRU(_RNNBase):
@@ -452,77 +331,19 @@ class GRU(_RNNBase):
                             f"{type(hx).__name__} (tuple states are for LSTM)")
         return (self._check_state("hx", hx, B, self.hidden_size, batched),)
 
-    def _gru_biases(self, layer, d):
-        """(bias_x, b_hn) as the kernel wants them (see gru.pyx)."""
+    def _make_kernel(self, layer, d):
+        s = self._suffix(layer, d)
         b_ih, b_hh = self._biases(layer, d)
-        return gru_kernel_biases(b_ih, b_hh, self.hidden_size, self.reset_after)
-
-    def _workspace(self, T, B):
-        H = self.hidden_size
-        return {"gates": np.empty((T * B, 3 * H), dtype=self.dtype),
-                "hg": np.empty((B, 3 * H), dtype=self.dtype),
-                "hn_buf": np.empty((B, H), dtype=self.dtype),
-                "rh": np.empty((B, H), dtype=self.dtype),
-                "wp_hh": packed_buffer(3 * H, H, self.dtype),
-                **_threading(B * 3 * H * H, B, (H,), self.dtype)}
-
-    def _layer_forward(self, inp, T, layer, d, init, out, final, ws, train):
-        s, H = self._suffix(layer, d), self.hidden_size
-        bias_x, b_hn = self._gru_biases(layer, d)
-        rec = {"W_ih": self._param("weight_ih" + s), "W_hh": self._param("weight_hh" + s),
-               "h0": init[0]}
-        B = init[0].shape[0]
-        keep_hn = train and self.reset_after
-        gates = np.empty((T * B, 3 * H), dtype=self.dtype) if train else ws["gates"]
-        hn_buf = np.empty((T * B, H), dtype=self.dtype) if keep_hn else ws["hn_buf"]
-        _gru.gru_forward_layer(inp, T, rec["W_ih"], rec["W_hh"], bias_x, b_hn, init[0], out,
-                               d * H, gates, ws["hg"], hn_buf, ws["rh"], final[0],
-                               self.reset_after, d == 1, keep_hn, ws["wp_hh"], ws["threads"],
-                               ws["work"])
-        if train:
-            rec.update(gates=gates, hn_buf=hn_buf, tape=(gates, hn_buf) if keep_hn else (gates,))
-            return rec
-        return None
-
-    def _bwd_workspace(self, T, B):
-        H = self.hidden_size
-        return {"ones": np.ones(T * B, dtype=self.dtype),
-                "wt_a": packed_buffer(H, 3 * H, self.dtype),
-                "wt_n": packed_buffer(H, H, self.dtype),
-                **_threading(B * 3 * H * H, B, (3 * H, 2 * H, H), self.dtype),
-                "dgh": np.empty((B, 3 * H), dtype=self.dtype),
-                "drh": np.empty((B, H), dtype=self.dtype),
-                "rh_all": np.empty((B if self.reset_after else T * B, H), dtype=self.dtype)}
-
-    def _layer_backward(self, lt, d, layer, dout, dfinal, dinp, accumulate, dinit, grads, ws):
-        s, H, T = self._suffix(layer, d), self.hidden_size, lt.inp.shape[0] // dfinal[0].shape[0]
-        rec = lt.records[d]
-        db_ih = grads["bias_ih" + s] if self.bias else np.empty(3 * H, dtype=self.dtype)
-        db_hh = grads["bias_hh" + s] if self.bias else np.empty(3 * H, dtype=self.dtype)
-        W_hh = rec["W_hh"]
-        if self.reset_after:
-            Wt_a, Wt_n = np.ascontiguousarray(W_hh.T), np.empty((0, H), dtype=self.dtype)
-        else:
-            Wt_a = np.ascontiguousarray(W_hh[:2 * H].T)
-            Wt_n = np.ascontiguousarray(W_hh[2 * H:].T)
-        _gru.gru_backward_layer(
-            lt.inp, T, rec["W_ih"], W_hh, rec["h0"], lt.out, d * H, rec["gates"],
-            rec["hn_buf"], dout, dfinal[0], dinp, accumulate, dinit[0],
-            grads["weight_ih" + s], grads["weight_hh" + s], db_ih, db_hh, ws["dgh"], ws["drh"],
-            ws["rh_all"], ws["ones"], self.reset_after, d == 1, Wt_a, Wt_n, ws["wt_a"],
-            ws["wt_n"], ws["threads"], ws["work"])
+        bias_x, b_hn = gru_biases(b_ih, b_hh, self.hidden_size, self.reset_after)
+        return _kernels.Kernel("gru" if self.reset_after else "gru_orig",
+                               self._param("weight_ih" + s), self._param("weight_hh" + s), None,
+                               bias_x, b_hn if self.reset_after else None)
 
 
-def _threading(work, B, Ks, dtype):
-    """Thread count for steps of `work` multiply-adds and the packed GEMM's per-thread
-    workspaces for (B, K) left operands, K in Ks."""
-    threads = step_threads(work)
-    return {"threads": threads, "work": work_buffer(threads, B, Ks, dtype)}
-
-
-def gru_kernel_biases(b_ih, b_hh, H, reset_after):
-    """(bias_x, b_hn) as gru.pyx wants them: reset_after folds b_hr, b_hz into the input bias and
-    keeps b_hn apart (it is multiplied by r); the original form folds all of b_hh."""
+def gru_biases(b_ih, b_hh, H, reset_after):
+    """(bias_x, b_hn) as the GRU kernels want them (kernels/rnn_types.pxd): reset_after folds
+    b_hr, b_hz into the input bias and keeps b_hn apart (it is multiplied by r); the original
+    form folds all of b_hh."""
     bias_x = b_ih + b_hh
     if reset_after:
         bias_x[2 * H:] = b_ih[2 * H:]

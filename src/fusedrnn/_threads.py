@@ -11,9 +11,7 @@ multiply-adds) run on one thread.
 """
 import contextlib
 
-import numpy as np
-
-from . import _lstm
+from . import _kernels
 from ._validate import check_size
 
 _requested = None
@@ -28,35 +26,12 @@ def set_num_threads(n):
 
 def get_num_threads():
     """Threads the time loops may use."""
-    return _requested if _requested is not None else max(1, _lstm.max_threads())
+    return _requested if _requested is not None else max(1, _kernels.max_threads())
 
 
 def step_threads(work):
     """Threads for a time step of `work` multiply-adds."""
     return max(1, min(get_num_threads(), int(work // MIN_WORK_PER_THREAD)))
-
-
-def aligned_empty(n, dtype, align=64):
-    """An uninitialised 1-D array of n elements whose data starts on an `align`-byte boundary."""
-    dtype = np.dtype(dtype)
-    buf = np.empty(n + align // dtype.itemsize, dtype=dtype)
-    off = (-buf.ctypes.data % align) // dtype.itemsize
-    return buf[off:off + n]
-
-
-def packed_buffer(N, K, dtype):
-    """Workspace for the packed copy of an (N, K) weight."""
-    dtype = np.dtype(dtype)
-    return aligned_empty(max(1, _lstm.packed_size(N, K, dtype == np.float64)), dtype)
-
-
-def work_buffer(threads, M, Ks, dtype):
-    """Per-thread workspaces of the packed GEMM for an (M, K) left operand, K in Ks: one array
-    of `threads` equal, 64-byte aligned slices."""
-    dtype = np.dtype(dtype)
-    per = max(_lstm.packed_work_size(M, K, dtype == np.float64) for K in Ks)
-    per = max(16, -(-per // 16) * 16)
-    return aligned_empty(threads * per, dtype)
 
 
 _blas_libs = None

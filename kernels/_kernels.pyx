@@ -1,0 +1,730 @@
+"""The fused LSTM and GRU kernels: one module, one time loop for every cell.
+
+Notation (src/fusedrnn/_notation.py): T steps, B batch rows, I input features, H hidden units,
+P = H_out (proj_size, or H), G = gates * H.  Rows of every 2-D buffer are (t, b) pairs in
+time-major order, row index t * B + b.  Gate blocks per row: LSTM [i | f | g | o], GRU [r | z | n].
+
+A layer and direction is described by a `Cell` (its weights, packed once per weight change and
+owned by a `Kernel`) and one pass over a sequence by a `Run` (+ a `Grad` for backward); see
+rnn_types.pxd.  The time loop, the thread split, the input projection, the choice of h_{t-1}, of
+the state slot and of the time index, and the final-state copies are shared by all cells.  What
+differs between the cells is only their step (`lstm_step`, `gru_step`), its backward
+(`lstm_step_back`, `gru_step_back`) and the weight-gradient tail (`lstm_tail`, `gru_tail`).
+
+Threads: a time loop runs in one OpenMP parallel region.  Every thread runs the same phases,
+each on its own chunk (columns of a product, hidden units of a gate pass), and a barrier ends
+each phase (fr_threads.h).  Two directions of a bidirectional layer can run in the same region,
+each on its half of the threads: they have the same phases, so the team barrier keeps them in step.
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.string cimport memcpy
+
+from cython.parallel cimport parallel
+
+from _blas cimport floating, gemm, NoTrans, Trans
+from rnn_types cimport Cell, Run, Grad, LSTM_CELL, GRU_CELL, GRU_ORIG_CELL
+from fr_threads cimport fr_omp_max_threads, fr_thread_num, fr_num_threads, fr_barrier
+from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64, fr_packed_work_size_f32,
+                          fr_packed_work_size_f64, fr_gemm_packed_f32, fr_gemm_packed_f64)
+from rnn_common cimport (pack_weights, pgemm_cols, unit_chunk, rows_gemm, grad_gemm,
+                         grad_hprev, colsum_chunk)
+from rnn_math cimport (fr_lstm_fwd_f32, fr_lstm_fwd_f64, fr_lstm_bwd_f32, fr_lstm_bwd_f64,
+                       fr_gru_fwd_f32, fr_gru_fwd_f64, fr_gru_rz_f32, fr_gru_rz_f64,
+                       fr_gru_n_f32, fr_gru_n_f64, fr_gru_bwd_f32, fr_gru_bwd_f64,
+                       fr_gru_bwd1_f32, fr_gru_bwd1_f64, fr_gru_bwd2_f32, fr_gru_bwd2_f64,
+                       fr_add_rows_f32, fr_add_rows_f64, fr_activations_f32,
+                       fr_activations_f64)
+from fr_isa cimport fr_isa, fr_set_isa, fr_isa_name
+
+cnp.import_array()
+
+CELL_KINDS = {"lstm": LSTM_CELL, "gru": GRU_CELL, "gru_orig": GRU_ORIG_CELL}
+
+
+# ================================================================ shared by every cell
+cdef inline Py_ssize_t step_time(const Run *r, Py_ssize_t s) noexcept nogil:
+    """The time index of step s (steps run t = 0 .. T-1, or T-1 .. 0 when reverse)."""
+    return r.T - 1 - s if r.reverse else s
+
+
+cdef inline Py_ssize_t state_row(const Run *r, Py_ssize_t s) noexcept nogil:
+    """First row of step s's slot in Run.state: its time index when every step is kept,
+    else one of two ping-pong slots."""
+    return (step_time(r, s) if r.keep else (s & 1)) * r.B
+
+
+cdef inline const floating *h_prev(const Run *r, const floating *out, Py_ssize_t s,
+                                   Py_ssize_t P, Py_ssize_t *ld) noexcept nogil:
+    """h_{t-1} of step s: h0 (row stride P) at the first step, else the previous step's rows
+    of out (row stride ldo)."""
+    if s == 0:
+        ld[0] = P
+        return <const floating *>r.h0
+    ld[0] = r.ldo
+    return out + step_time(r, s - 1) * r.B * r.ldo
+
+
+cdef inline const floating *state_prev(const Run *r, const floating *state, Py_ssize_t s,
+                                       Py_ssize_t H) noexcept nogil:
+    """c_{t-1} of step s (LSTM): c0 at the first step, else the previous step's slot."""
+    if s == 0:
+        return <const floating *>r.c0
+    return state + state_row(r, s - 1) * H
+
+
+cdef inline void add_rows(Py_ssize_t B, Py_ssize_t n, Py_ssize_t lo, Py_ssize_t hi,
+                          floating *dst, const floating *src, Py_ssize_t lds) noexcept nogil:
+    if floating is float:
+        fr_add_rows_f32(B, n, lo, hi, dst, src, lds)
+    else:
+        fr_add_rows_f64(B, n, lo, hi, dst, src, lds)
+
+
+cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt,
+                         floating *tag) noexcept nogil:
+    """Thread tid of nt: its share of every phase of a forward pass over the sequence."""
+    cdef Py_ssize_t s, T = r.T, B = r.B, G = cl.G, I = cl.I_
+    # input projection of the whole sequence: gates = x W_ih^T, one GEMM whose rows are shared
+    rows_gemm(tid, nt, Trans, T * B, G, I, <const floating *>r.x, I,
+              <const floating *>cl.W_ih, I, <floating>0, <floating *>r.gates, G)
+    fr_barrier()
+    for s in range(T):
+        if cl.kind == LSTM_CELL:
+            lstm_step(cl, r, s, tid, nt, tag)
+        else:
+            gru_step(cl, r, s, tid, nt, tag)
+
+
+cdef void backward_thread(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt,
+                          floating *tag) noexcept nogil:
+    """Thread tid of nt: its share of every phase of backpropagation through the sequence:
+    the steps in reverse order, then the weight gradients and dx (one GEMM each over all
+    T*B rows, output rows shared)."""
+    cdef Py_ssize_t sb, T = r.T, B = r.B, G = cl.G, I = cl.I_
+    for sb in range(T):
+        if cl.kind == LSTM_CELL:
+            lstm_step_back(cl, r, gr, T - 1 - sb, tid, nt, tag)
+        else:
+            gru_step_back(cl, r, gr, T - 1 - sb, tid, nt, tag)
+    cdef const floating *gates = <const floating *>r.gates
+    grad_gemm(tid, nt, G, I, T * B, gates, G, <const floating *>r.x, I,
+              <floating *>gr.dW_ih, I)
+    rows_gemm(tid, nt, NoTrans, T * B, I, G, gates, G, <const floating *>cl.W_ih, I,
+              <floating>(1 if gr.accumulate else 0), <floating *>gr.dx, I)
+    if cl.kind == LSTM_CELL:
+        lstm_tail(cl, r, gr, tid, nt, tag)
+    else:
+        gru_tail(cl, r, gr, tid, nt, tag)
+
+
+cdef void run_forward(const Cell **cells, const Run **runs, int n, int threads) noexcept nogil:
+    """Forward passes of n (1 or 2) cells with the same phases (the two directions of a layer):
+    with n == 2 and >= 2 threads they run at the same time, each on its share of the threads."""
+    cdef int tid, nt, k, group
+    cdef bint together = n == 2 and threads >= 2
+    if n == 2 and not together:
+        run_forward(cells, runs, 1, threads)
+        run_forward(cells + 1, runs + 1, 1, threads)
+        return
+    with parallel(num_threads=threads):
+        tid = fr_thread_num()
+        nt = fr_num_threads()
+        group = 0
+        if together:
+            # thread tid of the team is thread tid // 2 of its direction's group
+            group = tid % 2
+            nt = (nt - group + 1) // 2
+            tid = tid // 2
+        if cells[group].dbl:
+            forward_thread(cells[group], runs[group], tid, nt, <double *>NULL)
+        else:
+            forward_thread(cells[group], runs[group], tid, nt, <float *>NULL)
+    for k in range(n):
+        finish_forward(cells[k], runs[k])
+
+
+cdef void finish_forward(const Cell *cl, const Run *r) noexcept nogil:
+    """Copy the final state: h_n from the last step's rows of out, c_n from its slot (LSTM)."""
+    cdef Py_ssize_t b, isz = 8 if cl.dbl else 4
+    cdef Py_ssize_t t = step_time(r, r.T - 1)
+    for b in range(r.B):
+        memcpy(<char *>r.h_n + b * cl.P * isz, <char *>r.out + (t * r.B + b) * r.ldo * isz,
+               cl.P * isz)
+    if cl.kind == LSTM_CELL:
+        memcpy(r.c_n, <char *>r.state + state_row(r, r.T - 1) * cl.H * isz,
+               r.B * cl.H * isz)
+
+
+cdef void run_backward(const Cell *cl, const Run *r, const Grad *gr, int threads) noexcept nogil:
+    """Backpropagation through time for one cell over a Run kept by a forward pass (keep)."""
+    cdef int tid, nt
+    cdef Py_ssize_t isz = 8 if cl.dbl else 4
+    cdef Py_ssize_t n_bias
+    memcpy(gr.dh0, gr.dh_n, r.B * cl.P * isz)         # dh0 holds the running dL/dh
+    if cl.kind == LSTM_CELL:
+        memcpy(gr.dc0, gr.dc_n, r.B * cl.H * isz)     # dc0 holds the running dL/dc
+    with parallel(num_threads=threads):
+        tid = fr_thread_num()
+        nt = fr_num_threads()
+        if cl.dbl:
+            backward_thread(cl, r, gr, tid, nt, <double *>NULL)
+        else:
+            backward_thread(cl, r, gr, tid, nt, <float *>NULL)
+    # b_ih and b_hh get the same gradient, but for GRU_CELL's b_hn (its own, in db_hh)
+    n_bias = 2 * cl.H if cl.kind == GRU_CELL else cl.G
+    memcpy(gr.db_hh, gr.db_ih, n_bias * isz)
+
+
+# ================================================================ LSTM
+cdef inline void lstm_fwd_pass(Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi,
+                               floating *g, Py_ssize_t ldg, const floating *bias,
+                               const floating *cp, floating *c, floating *h,
+                               Py_ssize_t ldh) noexcept nogil:
+    if floating is float:
+        fr_lstm_fwd_f32(B, H, lo, hi, g, ldg, bias, cp, c, h, ldh)
+    else:
+        fr_lstm_fwd_f64(B, H, lo, hi, g, ldg, bias, cp, c, h, ldh)
+
+
+cdef inline void lstm_bwd_pass(Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi,
+                               floating *g, const floating *c, const floating *cp,
+                               const floating *dh, floating *dc, floating *rr) noexcept nogil:
+    if floating is float:
+        fr_lstm_bwd_f32(B, H, lo, hi, g, c, cp, dh, dc, rr)
+    else:
+        fr_lstm_bwd_f64(B, H, lo, hi, g, c, cp, dh, dc, rr)
+
+
+cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
+                    floating *tag) noexcept nogil:
+    """gates_t += h_{t-1} W_hh^T; the fused pass (i, f, g, o, c_t, h_t or the projection input
+    o tanh(c_t)); with a projection h_t = (o tanh(c_t)) W_hr^T."""
+    cdef Py_ssize_t B = r.B, H = cl.H, P = cl.P, G = cl.G, lo, hi, ldhp, ldh
+    cdef floating *out = <floating *>r.out
+    cdef floating *state = <floating *>r.state
+    cdef floating *work = <floating *>r.work + tid * r.wsz
+    cdef Py_ssize_t t = step_time(r, s)
+    cdef floating *g_t = <floating *>r.gates + t * B * G
+    cdef floating *h_t = out + t * B * r.ldo
+    cdef const floating *hp = h_prev(r, out, s, P, &ldhp)
+    cdef floating *hdst = <floating *>r.aux if cl.wp_hr != NULL else h_t
+    ldh = H if cl.wp_hr != NULL else r.ldo
+    pgemm_cols(tid, nt, B, 0, G, P, hp, ldhp, <const floating *>cl.wp_hh, G, <floating>1, g_t,
+               G, work)
+    fr_barrier()
+    unit_chunk(H, tid, nt, &lo, &hi)
+    if lo < hi:
+        lstm_fwd_pass(B, H, lo, hi, g_t, G, <const floating *>cl.bias,
+                      state_prev(r, state, s, H), state + state_row(r, s) * H, hdst, ldh)
+    fr_barrier()
+    if cl.wp_hr != NULL:
+        pgemm_cols(tid, nt, B, 0, P, H, <const floating *>r.aux, H,
+                   <const floating *>cl.wp_hr, P, <floating>0, h_t, r.ldo, work)
+        fr_barrier()
+
+
+cdef void lstm_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_t s, int tid,
+                         int nt, floating *tag) noexcept nogil:
+    """One step of BPTT: dL/dh_t = dout_t + the recurrent part (in dh0); with a projection
+    dL/d(o tanh c_t) = dL/dh_t W_hr; the fused pass (gates -> pre-activation gradients dG_t,
+    dc -> dL/dc_{t-1}); then the recurrent part of dL/dh_{t-1} = dG_t W_hh."""
+    cdef Py_ssize_t B = r.B, H = cl.H, P = cl.P, G = cl.G, lo, hi, ldhp, b
+    cdef floating *work = <floating *>r.work + tid * r.wsz
+    cdef Py_ssize_t t = step_time(r, s)
+    cdef floating *g_t = <floating *>r.gates + t * B * G
+    cdef floating *state = <floating *>r.state
+    cdef floating *dh = <floating *>gr.dh0
+    cdef floating *dhtot = <floating *>gr.dhtot
+    cdef bint proj = cl.wp_hr != NULL
+    unit_chunk(P, tid, nt, &lo, &hi)
+    if lo < hi:
+        add_rows(B, P, lo, hi, dh, <const floating *>gr.dout + t * B * gr.lddo, gr.lddo)
+        if proj:
+            for b in range(B):
+                memcpy(dhtot + (t * B + b) * P + lo, dh + b * P + lo,
+                       (hi - lo) * sizeof(floating))
+    fr_barrier()
+    if proj:
+        pgemm_cols(tid, nt, B, 0, H, P, dh, P, <const floating *>cl.wt_hr, H, <floating>0,
+                   <floating *>gr.dr, H, work)
+        fr_barrier()
+    unit_chunk(H, tid, nt, &lo, &hi)
+    if lo < hi:
+        lstm_bwd_pass(B, H, lo, hi, g_t, state + t * B * H, state_prev(r, state, s, H),
+                      <floating *>gr.dr if proj else dh, <floating *>gr.dc0,
+                      <floating *>gr.r_all + (t * B * H if proj else 0))
+    fr_barrier()
+    pgemm_cols(tid, nt, B, 0, P, G, g_t, G, <const floating *>cl.wt_hh, P, <floating>0, dh, P,
+               work)
+    fr_barrier()
+
+
+cdef void lstm_tail(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt,
+                    floating *tag) noexcept nogil:
+    """dW_hh and db from dG and h_{t-1}; dW_hr = sum_t dL/dh_t^T (o tanh c_t)."""
+    cdef Py_ssize_t T = r.T, B = r.B, H = cl.H, P = cl.P, G = cl.G
+    grad_hprev(tid, nt, T, B, G, P, <const floating *>r.gates, G, <const floating *>r.out,
+               r.ldo, <const floating *>r.h0, <floating *>gr.dW_hh, P, r.reverse,
+               <const floating *>gr.ones, <floating *>gr.db_ih)
+    if cl.wp_hr != NULL:
+        grad_gemm(tid, nt, P, H, T * B, <const floating *>gr.dhtot, P,
+                  <const floating *>gr.r_all, H, <floating *>gr.dW_hr, H)
+
+
+# ================================================================ GRU
+cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
+                   floating *tag) noexcept nogil:
+    """GRU_CELL: hg = h_{t-1} W_hh^T, then one fused pass (r, z, n, h_t; keeps W_hn h + b_hn).
+    GRU_ORIG: [r | z] += h_{t-1} [W_hr | W_hz]^T; r, z and rh = r h_{t-1};
+    n += rh W_hn^T; n and h_t."""
+    cdef Py_ssize_t B = r.B, H = cl.H, G = cl.G, lo, hi, ldhp
+    cdef floating *out = <floating *>r.out
+    cdef floating *work = <floating *>r.work + tid * r.wsz
+    cdef Py_ssize_t t = step_time(r, s)
+    cdef floating *g_t = <floating *>r.gates + t * B * G
+    cdef floating *h_t = out + t * B * r.ldo
+    cdef const floating *hp = h_prev(r, out, s, H, &ldhp)
+    cdef const floating *wp = <const floating *>cl.wp_hh
+    cdef const floating *bias = <const floating *>cl.bias
+    cdef floating *aux = <floating *>r.aux
+    if cl.kind == GRU_CELL:
+        pgemm_cols(tid, nt, B, 0, G, H, hp, ldhp, wp, G, <floating>0, aux, G, work)
+        fr_barrier()
+        unit_chunk(H, tid, nt, &lo, &hi)
+        if lo < hi:
+            if floating is float:
+                fr_gru_fwd_f32(B, H, lo, hi, g_t, bias, aux, <const float *>cl.b_hn, hp, ldhp,
+                               h_t, r.ldo, <float *>r.state + state_row(r, s) * H)
+            else:
+                fr_gru_fwd_f64(B, H, lo, hi, g_t, bias, aux, <const double *>cl.b_hn, hp,
+                               ldhp, h_t, r.ldo, <double *>r.state + state_row(r, s) * H)
+        fr_barrier()
+        return
+    pgemm_cols(tid, nt, B, 0, 2 * H, H, hp, ldhp, wp, G, <floating>1, g_t, G, work)
+    fr_barrier()
+    unit_chunk(H, tid, nt, &lo, &hi)
+    if lo < hi:
+        if floating is float:
+            fr_gru_rz_f32(B, H, lo, hi, g_t, bias, hp, ldhp, aux)
+        else:
+            fr_gru_rz_f64(B, H, lo, hi, g_t, bias, hp, ldhp, aux)
+    fr_barrier()
+    pgemm_cols(tid, nt, B, 2 * H, H, H, aux, H, wp, G, <floating>1, g_t, G, work)
+    fr_barrier()
+    if lo < hi:
+        if floating is float:
+            fr_gru_n_f32(B, H, lo, hi, g_t, bias, hp, ldhp, h_t, r.ldo)
+        else:
+            fr_gru_n_f64(B, H, lo, hi, g_t, bias, hp, ldhp, h_t, r.ldo)
+    fr_barrier()
+
+
+cdef void gru_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_t s, int tid,
+                        int nt, floating *tag) noexcept nogil:
+    """One step of BPTT.  GRU_CELL: dL/dh_t = dout_t + dh; the fused pass (dG_t, dgh, the
+    direct part z dh of dL/dh_{t-1}); dh += dgh W_hh.  GRU_ORIG: pass 1 (dz, dn, z dh);
+    drh = dn W_hn; pass 2 (dr, dh += r drh, rh); dh += [dr | dz] [W_hr | W_hz]."""
+    cdef Py_ssize_t B = r.B, H = cl.H, G = cl.G, lo, hi, ldhp
+    cdef floating *out = <floating *>r.out
+    cdef floating *work = <floating *>r.work + tid * r.wsz
+    cdef Py_ssize_t t = step_time(r, s)
+    cdef floating *g_t = <floating *>r.gates + t * B * G
+    cdef const floating *hp = h_prev(r, out, s, H, &ldhp)
+    cdef floating *dh = <floating *>gr.dh0
+    cdef floating *drh = <floating *>gr.drh
+    unit_chunk(H, tid, nt, &lo, &hi)
+    if lo < hi:
+        add_rows(B, H, lo, hi, dh, <const floating *>gr.dout + t * B * gr.lddo, gr.lddo)
+        if cl.kind == GRU_CELL:
+            if floating is float:
+                fr_gru_bwd_f32(B, H, lo, hi, g_t, <float *>r.state + t * B * H, hp, ldhp, dh,
+                               <float *>gr.dgh)
+            else:
+                fr_gru_bwd_f64(B, H, lo, hi, g_t, <double *>r.state + t * B * H, hp, ldhp, dh,
+                               <double *>gr.dgh)
+        else:
+            if floating is float:
+                fr_gru_bwd1_f32(B, H, lo, hi, g_t, hp, ldhp, dh)
+            else:
+                fr_gru_bwd1_f64(B, H, lo, hi, g_t, hp, ldhp, dh)
+    fr_barrier()
+    if cl.kind == GRU_CELL:
+        pgemm_cols(tid, nt, B, 0, H, G, <const floating *>gr.dgh, G,
+                   <const floating *>cl.wt_hh, H, <floating>1, dh, H, work)
+        fr_barrier()
+        return
+    pgemm_cols(tid, nt, B, 0, H, H, g_t + 2 * H, G, <const floating *>cl.wt_n, H, <floating>0,
+               drh, H, work)
+    fr_barrier()
+    if lo < hi:
+        if floating is float:
+            fr_gru_bwd2_f32(B, H, lo, hi, g_t, hp, ldhp, drh, dh, <float *>gr.rh_all + t * B * H)
+        else:
+            fr_gru_bwd2_f64(B, H, lo, hi, g_t, hp, ldhp, drh, dh,
+                            <double *>gr.rh_all + t * B * H)
+    fr_barrier()
+    pgemm_cols(tid, nt, B, 0, H, 2 * H, g_t, G, <const floating *>cl.wt_hh, H, <floating>1, dh,
+               H, work)
+    fr_barrier()
+
+
+cdef void gru_tail(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt,
+                   floating *tag) noexcept nogil:
+    """[W_hr | W_hz] and their biases from dG and h_{t-1}; W_hn from the gradient of
+    W_hn h_{t-1} + b_hn (GRU_CELL, kept in Run.state) or of r h_{t-1} (GRU_ORIG)."""
+    cdef Py_ssize_t T = r.T, B = r.B, H = cl.H, G = cl.G
+    cdef const floating *gates = <const floating *>r.gates
+    cdef const floating *ones = <const floating *>gr.ones
+    cdef floating *dW_hh = <floating *>gr.dW_hh
+    grad_hprev(tid, nt, T, B, 2 * H, H, gates, G, <const floating *>r.out, r.ldo,
+               <const floating *>r.h0, dW_hh, H, r.reverse, ones, <floating *>gr.db_ih)
+    if cl.kind == GRU_CELL:
+        grad_hprev(tid, nt, T, B, H, H, <const floating *>r.state, H, <const floating *>r.out,
+                   r.ldo, <const floating *>r.h0, dW_hh + 2 * H * H, H, r.reverse, ones,
+                   <floating *>gr.db_hh + 2 * H)
+    else:
+        grad_gemm(tid, nt, H, H, T * B, gates + 2 * H, G, <const floating *>gr.rh_all, H,
+                  dW_hh + 2 * H * H, H)
+    colsum_chunk(tid, nt, T * B, H, gates + 2 * H, G, ones, <floating *>gr.db_ih + 2 * H)
+
+
+# ================================================================ Python entry points
+cdef inline void *buf(object a, str name, Py_ssize_t rows, Py_ssize_t cols, int typenum,
+                      bint writable) except? NULL:
+    """The data of `a` after checking it is a C-contiguous (rows, cols) array (cols < 0: 1-D of
+    rows) of the kernel's dtype: a wrong buffer raises here, never reaches the time loop."""
+    cdef cnp.ndarray arr
+    if not isinstance(a, cnp.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or (
+            writable and not cnp.PyArray_ISWRITEABLE(arr)):
+        raise ValueError(f"{name} must be a C-contiguous{' writable' if writable else ''} "
+                         f"{np.dtype(np.float64 if typenum == cnp.NPY_DOUBLE else np.float32)} "
+                         f"array, got {arr.dtype} {'C' if arr.flags.c_contiguous else 'non-C'}"
+                         "-contiguous")
+    if cols < 0:
+        if arr.ndim != 1 or arr.shape[0] != rows:
+            raise ValueError(f"{name} must have shape ({rows},), got {a.shape}")
+    elif arr.ndim != 2 or arr.shape[0] != rows or arr.shape[1] != cols:
+        raise ValueError(f"{name} must have shape ({rows}, {cols}), got {a.shape}")
+    return cnp.PyArray_DATA(arr)
+
+
+cdef class Buffers:
+    """The work buffers of one pass (Run.gates, .state, .aux, .work) or, for backward, of
+    Grad (dr, dhtot, r_all, dgh, drh, rh_all, ones) + .work; made by Kernel.buffers()."""
+    cdef public object gates, state, aux, work, dr, dhtot, r_all, dgh, drh, rh_all, ones
+    cdef public Py_ssize_t T, B, threads, wsz
+    cdef public bint keep, backward
+
+
+def aligned_empty(Py_ssize_t n, dtype, Py_ssize_t align=64):
+    """An uninitialised 1-D array of n elements whose data starts on an `align`-byte boundary."""
+    dtype = np.dtype(dtype)
+    raw = np.empty(n + align // dtype.itemsize, dtype=dtype)
+    off = (-raw.ctypes.data % align) // dtype.itemsize
+    return raw[off:off + n]
+
+
+def packed_size(Py_ssize_t N, Py_ssize_t K, bint dbl):
+    """Elements of the packed copy of an (N, K) weight (packed_gemm.h)."""
+    return fr_packed_size_f64(N, K) if dbl else fr_packed_size_f32(N, K)
+
+
+def packed_work_size(Py_ssize_t M, Py_ssize_t K, bint dbl):
+    """Elements of one thread's workspace for a packed product on an (M, K) left operand."""
+    return fr_packed_work_size_f64(M, K) if dbl else fr_packed_work_size_f32(M, K)
+
+
+cdef object pack(object W, bint trans):
+    """The packed copy of W (N, K) (of W^T when trans) for the packed GEMM."""
+    cdef cnp.ndarray A = np.ascontiguousarray(W.T if trans else W)
+    cdef Py_ssize_t N = A.shape[0], K = A.shape[1]
+    cdef bint dbl = A.dtype == np.float64
+    Wp = aligned_empty(max(1, packed_size(N, K, dbl)), A.dtype)
+    cdef void *dst = cnp.PyArray_DATA(<cnp.ndarray>Wp)
+    cdef const void *src = cnp.PyArray_DATA(A)
+    with nogil:
+        if dbl:
+            pack_weights(N, K, <const double *>src, <double *>dst)
+        else:
+            pack_weights(N, K, <const float *>src, <float *>dst)
+    return Wp
+
+
+cdef class Kernel:
+    """One layer and direction of an LSTM or GRU, ready to run: its weights, packed once (the
+    transposes for backward on first use).  Immutable: a weight change makes a new Kernel.
+
+    kind: "lstm", "gru" (reset_after) or "gru_orig"; W_ih (G, I), W_hh (G, P), W_hr (P, H) or
+    None, bias (G) and b_hn (H, GRU reset_after, else None) as Cell documents them.
+    """
+    cdef Cell cell
+    cdef readonly str kind
+    cdef readonly object dtype
+    cdef object W_ih, W_hh, W_hr, bias, b_hn, wp_hh, wp_hr, wt_hh, wt_n, wt_hr
+    cdef int typenum
+
+    def __init__(self, str kind, W_ih, W_hh, W_hr, bias, b_hn):
+        if kind not in CELL_KINDS:
+            raise ValueError(f"kind must be one of {sorted(CELL_KINDS)}, got {kind!r}")
+        self.kind = kind
+        self.dtype = np.dtype(W_ih.dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"weights must be float32 or float64, got {self.dtype}")
+        self.typenum = cnp.NPY_DOUBLE if self.dtype == np.float64 else cnp.NPY_FLOAT
+        cdef Cell *c = &self.cell
+        c.kind = CELL_KINDS[kind]
+        c.dbl = self.dtype == np.float64
+        c.G, c.I_ = W_ih.shape
+        c.H = c.G // (4 if c.kind == LSTM_CELL else 3)
+        c.P = W_hh.shape[1]
+        if (c.kind != LSTM_CELL or W_hr is None) and c.P != c.H:
+            raise ValueError(f"W_hh must have shape ({c.G}, {c.H}), got {W_hh.shape}")
+        self.W_ih, self.W_hh, self.W_hr, self.bias, self.b_hn = W_ih, W_hh, W_hr, bias, b_hn
+        c.W_ih = buf(W_ih, "W_ih", c.G, c.I_, self.typenum, False)
+        buf(W_hh, "W_hh", c.G, c.P, self.typenum, False)
+        c.bias = buf(bias, "bias", c.G, -1, self.typenum, False)
+        c.b_hn = buf(b_hn, "b_hn", c.H, -1, self.typenum, False) if c.kind == GRU_CELL else NULL
+        self.wp_hh = pack(W_hh, False)
+        c.wp_hh = cnp.PyArray_DATA(<cnp.ndarray>self.wp_hh)
+        c.wp_hr = NULL
+        if W_hr is not None:
+            buf(W_hr, "W_hr", c.P, c.H, self.typenum, False)
+            self.wp_hr = pack(W_hr, False)
+            c.wp_hr = cnp.PyArray_DATA(<cnp.ndarray>self.wp_hr)
+        c.wt_hh = c.wt_n = c.wt_hr = NULL
+
+    cdef int _pack_transposes(self) except -1:
+        """The packed W^T that the backward step products use (once per Kernel)."""
+        cdef Cell *c = &self.cell
+        H = c.H
+        if c.wt_hh != NULL:
+            return 0
+        if c.kind == GRU_ORIG_CELL:
+            self.wt_n = pack(self.W_hh[2 * H:], True)
+            c.wt_n = cnp.PyArray_DATA(<cnp.ndarray>self.wt_n)
+            self.wt_hh = pack(self.W_hh[:2 * H], True)
+        else:
+            self.wt_hh = pack(self.W_hh, True)
+        if self.W_hr is not None:
+            self.wt_hr = pack(self.W_hr, True)
+            c.wt_hr = cnp.PyArray_DATA(<cnp.ndarray>self.wt_hr)
+        c.wt_hh = cnp.PyArray_DATA(<cnp.ndarray>self.wt_hh)
+        return 0
+
+    @property
+    def sizes(self):
+        """(I, H, P, G)."""
+        return self.cell.I_, self.cell.H, self.cell.P, self.cell.G
+
+    def buffers(self, Py_ssize_t T, Py_ssize_t B, int threads, bint keep=False,
+                bint backward=False):
+        """New work buffers for a forward pass (keep: a tape for backward) or a backward pass
+        over T steps of B rows on `threads` threads."""
+        cdef Cell *c = &self.cell
+        cdef Buffers b = Buffers()
+        H, P, G, dt = c.H, c.P, c.G, self.dtype
+        lstm, orig = c.kind == LSTM_CELL, c.kind == GRU_ORIG_CELL
+        proj = c.wp_hr != NULL
+        b.T, b.B, b.threads, b.keep, b.backward = T, B, threads, keep, backward
+        # K of every packed product a step makes (its A operand is (B, K))
+        if backward:
+            Ks = (G, P) if lstm else (G, 2 * H, H)
+        else:
+            Ks = (P, H) if lstm else (H,)
+        b.wsz = max(16, -(-max(packed_work_size(B, K, c.dbl) for K in Ks) // 16) * 16)
+        b.work = aligned_empty(max(1, threads) * b.wsz, dt)
+        if not backward:
+            b.gates = np.empty((T * B, G), dtype=dt)
+            b.state = np.empty(((T if keep else 2) * B if not orig else 0, H), dtype=dt)
+            b.aux = np.empty((B, H if lstm or orig else G), dtype=dt)
+            return b
+        b.ones = np.ones(T * B, dtype=dt)
+        z = np.empty((0, H), dtype=dt)
+        b.dr = np.empty((B, H), dtype=dt) if lstm else z
+        b.dhtot = np.empty((T * B, P), dtype=dt) if lstm and proj else z
+        b.r_all = np.empty((T * B if proj else B, H), dtype=dt) if lstm else z
+        b.dgh = np.empty((B, G), dtype=dt) if c.kind == GRU_CELL else z
+        b.drh = np.empty((B, H), dtype=dt) if orig else z
+        b.rh_all = np.empty((T * B, H), dtype=dt) if orig else z
+        return b
+
+    cdef int _run(self, Run *r, Buffers b, x, out, Py_ssize_t col, init, final,
+                  bint reverse) except -1:
+        """Fill r for a pass over x (T*B, I) with buffers b, checking every array (shape,
+        dtype, layout).  final None: a backward's tape (no final state, aux or work)."""
+        cdef Cell *c = &self.cell
+        cdef Py_ssize_t T = b.T, B = b.B, H = c.H, P = c.P, tn = self.typenum
+        cdef bint lstm = c.kind == LSTM_CELL
+        if b.backward:
+            raise ValueError("buffers must be forward buffers (Kernel.buffers(backward=False))")
+        if out.ndim != 2 or not 0 <= col <= out.shape[1] - P:
+            raise ValueError(f"out must be 2-D with col in [0, out.shape[1] - {P}], got "
+                             f"shape {out.shape}, col {col}")
+        r.T, r.B, r.reverse, r.keep = T, B, reverse, b.keep
+        r.x = buf(x, "x", T * B, c.I_, tn, False)
+        r.ldo = out.shape[1]
+        r.out = <char *>buf(out, "out", T * B, r.ldo, tn, final is not None) + col * (
+            8 if c.dbl else 4)
+        r.h0 = buf(init[0], "h0", B, P, tn, False)
+        r.c0 = buf(init[1], "c0", B, H, tn, False) if lstm else NULL
+        r.gates = buf(b.gates, "gates", T * B, c.G, tn, True)
+        rows = 0 if c.kind == GRU_ORIG_CELL else (T if b.keep else 2) * B
+        r.state = buf(b.state, "state", rows, H, tn, True)
+        if final is None:
+            r.h_n = r.c_n = r.aux = r.work = NULL
+            return 0
+        r.h_n = buf(final[0], "h_n", B, P, tn, True)
+        r.c_n = buf(final[1], "c_n", B, H, tn, True) if lstm else NULL
+        r.aux = buf(b.aux, "aux", B, c.G if c.kind == GRU_CELL else H, tn, True)
+        r.work = buf(b.work, "work", b.threads * b.wsz, -1, tn, True)
+        r.wsz = b.wsz
+        return 0
+
+    def forward(self, Buffers b, x, out, Py_ssize_t col, init, final, bint reverse,
+                int threads, Kernel other=None, Buffers other_b=None, Py_ssize_t other_col=0,
+                other_init=None, other_final=None):
+        """Run the cell over x (T*B, I), writing h_t to out[:, col:col+P], the final state to
+        final ((h_n,) or (h_n, c_n)), from init ((h0,) or (h0, c0)); b: this pass's buffers
+        (b.gates / b.state are the tape when b.keep).  `other` (+ its buffers, column, states):
+        the reverse direction of the same layer, run at the same time on half the threads."""
+        cdef Run runs[2]
+        cdef const Run *rp[2]
+        cdef const Cell *cp[2]
+        cdef int n = 1
+        if b.threads < threads:
+            raise ValueError(f"buffers were made for {b.threads} threads, not {threads}")
+        self._run(&runs[0], b, x, out, col, init, final, reverse)
+        cp[0], rp[0] = &self.cell, &runs[0]
+        if other is not None:
+            if (other.kind != self.kind or other.sizes != self.sizes or other_b.T != b.T
+                    or other_b.B != b.B or other_b.threads < threads):
+                raise ValueError("the two directions must have the same cell, sizes and T, B")
+            other._run(&runs[1], other_b, x, out, other_col, other_init, other_final,
+                       not reverse)
+            cp[1], rp[1] = &other.cell, &runs[1]
+            n = 2
+        if b.T == 0 or b.B == 0:
+            return
+        with nogil:
+            run_forward(cp, rp, n, threads)
+
+    def backward(self, Buffers tape, Buffers b, x, out, Py_ssize_t col, init, dout,
+                 dfinal, dx, bint accumulate, dinit, grads, bint reverse, int threads):
+        """Backpropagation through the pass that wrote `tape` (a keep=True forward's buffers,
+        overwritten with gradients) from dout[:, col:col+P] and dfinal ((dh_n,) or
+        (dh_n, dc_n)).  Writes dx (added to when accumulate), dinit ((dh0,) or (dh0, dc0)) and
+        grads (dW_ih, dW_hh, dW_hr or None, db_ih, db_hh)."""
+        cdef Cell *c = &self.cell
+        cdef Run r
+        cdef Grad g
+        cdef Py_ssize_t T = tape.T, B = tape.B, H = c.H, P = c.P, G = c.G, tn = self.typenum
+        cdef bint lstm = c.kind == LSTM_CELL
+        cdef bint proj = c.wp_hr != NULL
+        if not tape.keep:
+            raise ValueError("tape must be the buffers of a forward pass with keep=True")
+        if not b.backward or b.T != T or b.B != B or b.threads < threads:
+            raise ValueError(f"b must be backward buffers for T={T}, B={B}, {threads} threads")
+        self._run(&r, tape, x, out, col, init, None, reverse)
+        self._pack_transposes()
+        g.lddo = dout.shape[1] if dout.ndim == 2 else 0
+        g.dout = <char *>buf(dout, "dout", T * B, g.lddo, tn, False) + col * (8 if c.dbl else 4)
+        g.dh_n = buf(dfinal[0], "dh_n", B, P, tn, False)
+        g.dc_n = buf(dfinal[1], "dc_n", B, H, tn, False) if lstm else NULL
+        g.dx = buf(dx, "dx", T * B, c.I_, tn, True)
+        g.accumulate = accumulate
+        g.dh0 = buf(dinit[0], "dh0", B, P, tn, True)
+        g.dc0 = buf(dinit[1], "dc0", B, H, tn, True) if lstm else NULL
+        g.dW_ih = buf(grads[0], "dW_ih", G, c.I_, tn, True)
+        g.dW_hh = buf(grads[1], "dW_hh", G, P, tn, True)
+        g.dW_hr = buf(grads[2], "dW_hr", P, H, tn, True) if proj else NULL
+        g.db_ih = buf(grads[3], "db_ih", G, -1, tn, True)
+        g.db_hh = buf(grads[4], "db_hh", G, -1, tn, True)
+        g.ones = buf(b.ones, "ones", T * B, -1, tn, False)
+        g.dr = buf(b.dr, "dr", B, H, tn, True) if lstm else NULL
+        g.dhtot = buf(b.dhtot, "dhtot", T * B, P, tn, True) if proj else NULL
+        g.r_all = buf(b.r_all, "r_all", T * B if proj else B, H, tn, True) if lstm else NULL
+        g.dgh = buf(b.dgh, "dgh", B, G, tn, True) if c.kind == GRU_CELL else NULL
+        g.drh = buf(b.drh, "drh", B, H, tn, True) if c.kind == GRU_ORIG_CELL else NULL
+        g.rh_all = (buf(b.rh_all, "rh_all", T * B, H, tn, True) if c.kind == GRU_ORIG_CELL
+                    else NULL)
+        r.work = buf(b.work, "work", b.threads * b.wsz, -1, tn, True)
+        r.wsz = b.wsz
+        if T == 0 or B == 0:
+            return
+        with nogil:
+            run_backward(c, &r, &g, threads)
+
+
+# ================================================================ module-level switches
+ISA_NAMES = {"scalar": 1, "avx2": 2, "avx512": 3}
+
+
+def isa():
+    """The SIMD path every kernel uses now: "avx512", "avx2" or "scalar"."""
+    return fr_isa_name(fr_isa()).decode()
+
+
+def set_isa(name):
+    """Force a SIMD path ("avx512", "avx2", "scalar"; one the CPU lacks falls back to the best
+    it has) or go back to the default (None or "auto": the CPU's best, or FUSEDRNN_ISA).
+    Returns the path now in use.  Not to be called while a kernel runs."""
+    if name is None or name == "auto":
+        code = 0
+    elif name in ISA_NAMES:
+        code = ISA_NAMES[name]
+    else:
+        raise ValueError(f"isa must be one of {sorted(ISA_NAMES)} or 'auto', got {name!r}")
+    return fr_isa_name(fr_set_isa(code)).decode()
+
+
+def max_threads():
+    """OpenMP's thread count for a parallel region (1 without OpenMP); threadpoolctl's
+    limits apply to it."""
+    return fr_omp_max_threads()
+
+
+# ================================================================ test twins
+def activations_memview(const floating[::1] x, floating[::1] sig, floating[::1] th):
+    """sig = sigmoid(x), th = tanh(x) with the kernels' own activations (tests only)."""
+    with nogil:
+        if floating is float:
+            fr_activations_f32(x.shape[0], &x[0], &sig[0], &th[0])
+        else:
+            fr_activations_f64(x.shape[0], &x[0], &sig[0], &th[0])
+
+
+def gemm_memview(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
+                 const floating[:, ::1] B, double beta, floating[:, ::1] C):
+    """Row-major C = alpha op(A) op(B) + beta C through the _blas wrapper (tests only)."""
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1]
+    cdef Py_ssize_t k = A.shape[0] if trans_a else A.shape[1]
+    with nogil:
+        gemm(Trans if trans_a else NoTrans, Trans if trans_b else NoTrans, m, n, k,
+             <floating>alpha, &A[0, 0], A.shape[1], &B[0, 0], B.shape[1], <floating>beta,
+             &C[0, 0], C.shape[1])
+
+
+def packed_gemm_memview(const floating[:, ::1] A, W, double beta, floating[:, ::1] C,
+                        Py_ssize_t n0=0, Py_ssize_t n1=-1):
+    """C[:, n0:n1] = A (M, K) W[n0:n1]^T + beta C[:, n0:n1] through the packed GEMM, W (N, K)
+    packed here (tests only: every block and chunk path of packed_gemm.h)."""
+    cdef Py_ssize_t M = A.shape[0], K = A.shape[1], N = C.shape[1]
+    if n1 < 0:
+        n1 = N
+    Wp = pack(np.ascontiguousarray(W, dtype=np.float64 if floating is double else np.float32),
+              False)
+    cdef floating[::1] wp = Wp
+    work = aligned_empty(max(16, packed_work_size(M, K, floating is double)),
+                         np.float64 if floating is double else np.float32)
+    cdef floating[::1] wk = work
+    with nogil:
+        if floating is float:
+            fr_gemm_packed_f32(M, n0, n1, K, &A[0, 0], K, &wp[0], N, <float>beta, &C[0, 0], N,
+                               &wk[0])
+        else:
+            fr_gemm_packed_f64(M, n0, n1, K, &A[0, 0], K, &wp[0], N, beta, &C[0, 0], N,
+                               &wk[0])

@@ -1,0 +1,168 @@
+"""What runs a model: its packed kernels, its work buffers, the stacking loops.
+
+Notation: see fusedrnn._notation.  An ``Engine`` belongs to one model.  It owns
+
+- one ``_kernels.Kernel`` per layer and direction: the weights packed for the recurrent product
+  (and, on the first backward, their transposes), made on first use and dropped whenever a
+  parameter is assigned (``Parametrized.__setattr__`` calls ``invalidate``; parameters are
+  read-only arrays, so no other way of changing them exists);
+- the work buffers of inference and backward, kept between calls per Python thread (fresh
+  buffers of tens of MB cost page faults: measured ~10% of an LSTM forward);
+- the stacking loops: layers bottom to top (forward) and top to bottom (backward), dropout
+  between layers, the two directions of a bidirectional layer (at the same time, each on its
+  share of the threads, when there are at least 2).
+
+The model keeps the arguments, checks and output layout; ``model._make_kernel(layer, d)`` is its
+only hook (which weights and biases a cell's kernel takes).
+"""
+import threading
+
+import numpy as np
+
+from ._threads import blas_single_thread, get_num_threads, step_threads
+
+# Below this many multiply-adds per step and direction, the two directions of a layer run one
+# after the other on one team (a barrier per phase costs more than the halved step saves).
+TOGETHER_MIN_WORK = 1 << 12
+
+
+class Engine:
+    """The kernels, buffers and loops of one model (see the module docstring)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.kernels = {}
+        self.buffers = {}
+
+    def invalidate(self):
+        """A parameter changed: the packed kernels are stale."""
+        self.kernels = {}
+
+    def kernel(self, layer, d):
+        kernels = self.kernels      # a concurrent invalidate() replaces the dict, not its items
+        k = kernels.get((layer, d))
+        if k is None:
+            k = kernels[(layer, d)] = self.model._make_kernel(layer, d)
+        return k
+
+    def _buffers(self, kernel, role, T, B, threads, backward=False):
+        """This thread's buffers for `role` (reused while T, B and threads stay the same)."""
+        key = (threading.get_ident(), role)
+        b = self.buffers.get(key)
+        if b is None or (b.T, b.B, b.threads) != (T, B, threads):
+            if len(self.buffers) > 32:          # entries of finished threads
+                self.buffers.clear()
+            b = self.buffers[key] = kernel.buffers(T, B, threads, backward=backward)
+        return b
+
+    def _plan(self, B):
+        """(threads, together): the team size and whether both directions share it."""
+        m = self.model
+        work = B * m._gates * m.hidden_size * m._P
+        threads = step_threads(work)
+        if m.num_directions == 2 and work >= TOGETHER_MIN_WORK and get_num_threads() >= 2:
+            return min(get_num_threads(), 2 * threads), True
+        return threads, False
+
+    def forward(self, x, init, finals, tape, rng):
+        """All layers and directions over x (T, B, I); writes finals; returns the last
+        layer's output (T*B, D*P).  With a tape (training) every pass keeps its buffers and
+        dropout is applied between layers."""
+        m = self.model
+        T, B, _ = x.shape
+        D, P = m.num_directions, m._P
+        threads, together = self._plan(B)
+        inp = x.reshape(T * B, -1)
+        with blas_single_thread():
+            for layer in range(m.num_layers):
+                mask = None
+                if tape is not None and layer > 0 and m.dropout > 0:
+                    keep = 1.0 - m.dropout
+                    mask = (rng.random(inp.shape) < keep).astype(m.dtype) / m.dtype.type(keep)
+                    inp = inp * mask
+                out = np.empty((T * B, D * P), dtype=m.dtype)
+                ks = [self.kernel(layer, d) for d in range(D)]
+                if tape is not None:
+                    bufs = [k.buffers(T, B, threads, keep=True) for k in ks]
+                else:
+                    bufs = [self._buffers(k, f"fwd{d}", T, B, threads) for d, k in enumerate(ks)]
+                st = [tuple(s[layer * D + d] for s in init) for d in range(D)]
+                fin = [tuple(f[layer * D + d] for f in finals) for d in range(D)]
+                if together:
+                    ks[0].forward(bufs[0], inp, out, 0, st[0], fin[0], False, threads,
+                                  ks[1], bufs[1], P, st[1], fin[1])
+                else:
+                    for d in range(D):
+                        ks[d].forward(bufs[d], inp, out, d * P, st[d], fin[d], d == 1, threads)
+                if tape is not None:
+                    for b in bufs:
+                        b.aux = b.work = None        # scratch, not part of the tape
+                    tape.layers.append(_LayerTape(inp, out, mask, list(zip(ks, bufs))))
+                inp = out
+        return inp
+
+    def backward(self, tape, dout, dfinal, dinit, grads):
+        """BPTT through a tape, layers top to bottom; dout (T*B, D*P); writes dinit and grads;
+        returns dL/dx (T*B, I)."""
+        m = self.model
+        T, B = tape.T, tape.B
+        D, P = m.num_directions, m._P
+        threads = step_threads(B * m._gates * m.hidden_size * m._P)
+        scratch = np.empty(m._gates * m.hidden_size, dtype=m.dtype)   # db without a bias
+        dinp = None
+        with blas_single_thread():
+            for layer in reversed(range(m.num_layers)):
+                lt = tape.layers[layer]
+                dinp = np.empty_like(lt.inp)
+                for d, (k, tb) in enumerate(lt.records):
+                    s = m._suffix(layer, d)
+                    kd = layer * D + d
+                    bb = self._buffers(k, "bwd", T, B, threads, backward=True)
+                    g = (grads["weight_ih" + s], grads["weight_hh" + s],
+                         grads.get("weight_hr" + s), grads.get("bias_ih" + s, scratch),
+                         grads.get("bias_hh" + s, scratch))
+                    k.backward(tb, bb, lt.inp, lt.out, d * P, tuple(s0[kd] for s0 in tape.init),
+                               dout, tuple(f[kd] for f in dfinal), dinp, d > 0,
+                               tuple(s0[kd] for s0 in dinit), g, d == 1, threads)
+                if lt.mask is not None:
+                    dinp *= lt.mask
+                dout = dinp
+        return dinp
+
+
+class _LayerTape:
+    """One layer of a forward_train tape: its input (after dropout), output, dropout mask, and
+    per direction the (Kernel, Buffers) of its pass (the kernel holds the weights it ran with)."""
+
+    __slots__ = ("inp", "out", "mask", "records")
+
+    def __init__(self, inp, out, mask, records):
+        self.inp, self.out, self.mask, self.records = inp, out, mask, records
+
+
+class Tape:
+    """What ``backward`` needs from ``forward_train`` (opaque to users)."""
+
+    def __init__(self, model, T, B, batched, init):
+        self.model, self.T, self.B, self.batched = model, T, B, batched
+        self.init = init
+        self.layers = []
+        self.used = False
+
+    @property
+    def nbytes(self):
+        """Bytes held by the tape, each array once: the initial states, per layer its input
+        (a copy of x for layer 0; for k > 0 the previous output, or with dropout the dropped-out
+        copy and its mask), its output, and per direction the activated gates and the kept
+        states (c_t for LSTM, W_hn h_{t-1} + b_hn for GRU reset_after, nothing otherwise)."""
+        arrays = {}
+        for a in self.init:
+            arrays[id(a)] = a
+        for lt in self.layers:
+            for a in (lt.inp, lt.out, lt.mask):
+                if a is not None:
+                    arrays[id(a)] = a
+            for _, b in lt.records:
+                for a in (b.gates, b.state):
+                    arrays[id(a)] = a
+        return sum(a.nbytes for a in arrays.values())
