@@ -236,3 +236,40 @@ def pytest_configure(config):
     # torch's own notice when it falls back from oneDNN for proj_size > 0; not about fusedrnn.
     config.addinivalue_line(
         "filterwarnings", "ignore:LSTM with projections is not supported with oneDNN:UserWarning")
+
+
+# --------------------------------------------------------------------------------------------
+# SIMD paths
+
+ISA_ORDER = ("scalar", "avx2", "avx512")
+
+
+def available_isas():
+    """The SIMD paths this CPU can run (fusedrnn.set_isa clamps a missing one down), best last;
+    ["default"] when fusedrnn is not importable (the tests using it skip or fail elsewhere)."""
+    try:
+        import fusedrnn
+    except ImportError:
+        return ["default"]
+    best = fusedrnn.set_isa(None)
+    return list(ISA_ORDER[:ISA_ORDER.index(best) + 1])
+
+
+def pytest_generate_tests(metafunc):
+    """Tests using the `isa_path` fixture run once per SIMD path the CPU has."""
+    if "isa_path" in metafunc.fixturenames:
+        metafunc.parametrize("isa_path", available_isas(), indirect=True)
+
+
+@pytest.fixture
+def isa_path(request):
+    """Force one SIMD path (packed GEMM and gate passes) for the test; back to the default after."""
+    if request.param == "default":
+        yield request.param
+        return
+    fusedrnn = import_fusedrnn()
+    assert fusedrnn.set_isa(request.param) == request.param
+    try:
+        yield request.param
+    finally:
+        fusedrnn.set_isa(None)

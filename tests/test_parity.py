@@ -10,6 +10,9 @@ from conftest import (DTYPES, GRID_ARGS, assert_close, assert_tree_close, flatte
                       make_pair, ref_layer, run_torch)
 
 fusedrnn = import_fusedrnn()
+
+# every kernel test runs once per SIMD path the CPU has (conftest.isa_path)
+pytestmark = pytest.mark.usefixtures("isa_path")
 torch = import_torch()
 
 DTYPE_IDS = {np.float32: "f32", np.float64: "f64"}

@@ -21,7 +21,8 @@ from _train_utils import (TORCH_PROJ_WARNING, assert_grad_close, assert_grads_cl
 
 fusedrnn = import_fusedrnn()
 
-pytestmark = pytest.mark.filterwarnings(TORCH_PROJ_WARNING)
+# every kernel test runs once per SIMD path the CPU has (conftest.isa_path)
+pytestmark = [pytest.mark.filterwarnings(TORCH_PROJ_WARNING), pytest.mark.usefixtures("isa_path")]
 
 DTYPES = (np.float32, np.float64)
 LAYOUTS = ("seq_first", "batch_first", "unbatched")

@@ -18,6 +18,9 @@ from _train_utils import (fd_check, import_fusedrnn, input_shape, random_state, 
 
 fusedrnn = import_fusedrnn()
 
+# every kernel test runs once per SIMD path the CPU has (conftest.isa_path)
+pytestmark = pytest.mark.usefixtures("isa_path")
+
 T, B, I, H = 3, 2, 3, 4
 
 LAYER_CASES = {

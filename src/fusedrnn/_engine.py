@@ -73,7 +73,7 @@ class Engine:
         D, P = m.num_directions, m._P
         threads, together = self._plan(B)
         inp = x.reshape(T * B, -1)
-        with blas_single_thread():
+        with blas_single_thread(T * B * m._gates * m.hidden_size * max(x.shape[2], D * P)):
             for layer in range(m.num_layers):
                 mask = None
                 if tape is not None and layer > 0 and m.dropout > 0:
@@ -110,7 +110,7 @@ class Engine:
         threads = step_threads(B * m._gates * m.hidden_size * m._P)
         scratch = np.empty(m._gates * m.hidden_size, dtype=m.dtype)   # db without a bias
         dinp = None
-        with blas_single_thread():
+        with blas_single_thread(T * B * m._gates * m.hidden_size * max(m.input_size, D * P)):
             for layer in reversed(range(m.num_layers)):
                 lt = tape.layers[layer]
                 dinp = np.empty_like(lt.inp)

@@ -10,6 +10,7 @@ for the cores (measured: 5x slower on 2 cores).  Steps too small to share (less 
 multiply-adds) run on one thread.
 """
 import contextlib
+import threading
 
 from . import _kernels
 from ._validate import check_size
@@ -34,32 +35,70 @@ def step_threads(work):
     return max(1, min(get_num_threads(), int(work // MIN_WORK_PER_THREAD)))
 
 
-_blas_libs = None
+_blas_fns = None
 
 
-def _blas_controllers():
-    global _blas_libs
-    if _blas_libs is None:
+def _blas_controls():
+    """(get, set) thread-count functions of each BLAS library loaded in the process: OpenBLAS's
+    own C functions (a ctypes call, ~0.2 us) where threadpoolctl finds them, else threadpoolctl's
+    controller methods."""
+    global _blas_fns
+    if _blas_fns is None:
+        fns = []
         try:
             from threadpoolctl import ThreadpoolController
-            _blas_libs = [c for c in ThreadpoolController().lib_controllers
-                          if c.user_api == "blas"]
+            for c in ThreadpoolController().lib_controllers:
+                if c.user_api != "blas":
+                    continue
+                get = set_ = None
+                if c.internal_api == "openblas" and hasattr(c, "_get_symbol"):
+                    get = c._get_symbol("openblas_get_num_threads")
+                    set_ = c._get_symbol("openblas_set_num_threads")
+                if get is None or set_ is None:
+                    get, set_ = c.get_num_threads, c.set_num_threads
+                fns.append((get, set_))
         except Exception:  # threadpoolctl cannot inspect this platform: leave BLAS alone
-            _blas_libs = []
-    return _blas_libs
+            fns = []
+        _blas_fns = fns
+    return _blas_fns
+
+
+# OpenBLAS runs a GEMV with m * n < 2304 * GEMM_MULTITHREAD_THRESHOLD (4) and a GEMM with
+# m * n * k <= 65536 * 4 on one thread anyway (interface/gemv.c, gemm.c): below the smaller bound
+# a kernel call skips blas_single_thread.
+BLAS_SERIAL_SIZE = 2304 * 4
+
+_lock = threading.Lock()
+_depth = 0          # kernel calls running now (in any Python thread)
+_restore = []       # (set, count) to restore when the last one ends
+
+
+def blas_single_thread(size=None):
+    """BLAS libraries on one thread while any kernel call runs (restored when the last running
+    call ends, whichever Python thread it is in); a no-op when the largest BLAS product of the
+    call has at most BLAS_SERIAL_SIZE multiply-adds (`size`)."""
+    if size is not None and size <= BLAS_SERIAL_SIZE:
+        return contextlib.nullcontext()
+    return _blas_single_thread()
 
 
 @contextlib.contextmanager
-def blas_single_thread():
-    """BLAS libraries on one thread for the duration (restored after)."""
-    changed = []
-    for lib in _blas_controllers():
-        n = lib.get_num_threads()
-        if n is not None and n != 1:
-            lib.set_num_threads(1)
-            changed.append((lib, n))
+def _blas_single_thread():
+    global _depth, _restore
+    with _lock:
+        if _depth == 0:
+            _restore = []
+            for get, set_ in _blas_controls():
+                n = get()
+                if n is not None and n != 1:
+                    set_(1)
+                    _restore.append((set_, n))
+        _depth += 1
     try:
         yield
     finally:
-        for lib, n in changed:
-            lib.set_num_threads(n)
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                for set_, n in _restore:
+                    set_(n)
