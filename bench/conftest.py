@@ -8,7 +8,7 @@
 
 Benchmarks are grouped by configuration and thread count, so each table printed by
 pytest-benchmark sets the implementations side by side. The peers, the weights, the float64
-reference and the thread pinning all come from ``fusedrnn.bench`` (the module behind
+reference and the thread pinning all come from ``fusedrnn.bench`` (the package behind
 ``python -m fusedrnn.bench``); every benchmark checks its output against the reference before it
 is timed and fails, untimed, when it disagrees. Peers that are not installed are skipped.
 """
@@ -75,7 +75,7 @@ def config_params(configs):
 
 def thread_params():
     spec = os.environ.get("FUSEDRNN_BENCH_THREADS", "1,all")
-    return [pytest.param(n, id=f"{n}t") for n in fb._parse_threads(spec)]
+    return [pytest.param(n, id=f"{n}t") for n in fb.parse_threads(spec)]
 
 
 class _ReferenceCache:
@@ -111,7 +111,9 @@ def rnn_bench(benchmark, reference_cache):
         case, ref = reference_cache.get(cfg)
         if isinstance(ref, Exception):
             pytest.skip(f"no float64 reference: {ref}")
-        builders = fb.TRAIN_BUILDERS if cfg.train else fb.FORWARD_BUILDERS
+        builders = fb.builders_for(cfg)
+        if impl not in builders:
+            pytest.skip(f"{impl} is not timed on {cfg.kind} rows")
         try:
             runner = builders[impl](case, threads)
         except fb.PeerUnavailable as e:

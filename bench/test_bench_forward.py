@@ -1,7 +1,9 @@
 """Inference (forward) benchmarks: fusedrnn, NumPy, PyTorch and ONNX Runtime, same weights.
 
 Default: the curated subset ``fusedrnn.bench.DEFAULT_CONFIGS``; ``-m full`` (or
-FUSEDRNN_BENCH_FULL=1) runs every forward configuration of ``fusedrnn.bench.FULL_CONFIGS``.
+FUSEDRNN_BENCH_FULL=1) runs every inference configuration of ``fusedrnn.bench.FULL_CONFIGS``,
+the latency rows included (one LSTMCell / GRUCell step, the fixed cost of one layer call; NumPy
+is not timed on those).
 ``cfg``, ``threads`` and ``impl`` are parametrised by conftest.py from CONFIGS and IMPLS.
 """
 

@@ -1,9 +1,9 @@
 """Training step benchmarks (forward + backward): fusedrnn against PyTorch autograd.
 
-fusedrnn's training API is ``model.forward_train(x, hx) -> (out, h_n, tape)`` and
-``model.backward(tape, d_out, d_h_n=None) -> (dx, dhx, grads)``; until it exists the fusedrnn
-items are skipped with a note. Outputs, dx, dh0 (dc0) and every weight gradient are checked
-against PyTorch autograd in float64 before timing (so PyTorch is needed for these rows).
+fusedrnn is timed through its training API, ``model.forward_train(x, hx) -> (out, h_n, tape)``
+and ``model.backward(tape, d_out) -> (dx, dhx, grads)``. Outputs, h_n (c_n), dx, dh0 (dc0) and
+every weight gradient are checked against PyTorch autograd in float64 before timing (so PyTorch
+is needed for these rows).
 ``cfg``, ``threads`` and ``impl`` are parametrised by conftest.py from CONFIGS and IMPLS.
 """
 

@@ -1,0 +1,208 @@
+"""Running the benchmark: verify, then time, every implementation on every configuration and
+thread count, and set fusedrnn's times against the machine's ceilings measured in the same run.
+
+- Outputs verified before timing: every implementation is run once and compared with a float64
+  ground truth (``peers.reference``) on every thread count. One that disagrees is reported as
+  MISMATCH and not timed. Each implementation is timed in its own block after a warm-up call,
+  so thread pools left spinning by one library do not slow down the next one.
+- GFLOP/s and % peak: FLOPs are counted from the GEMMs only (``configs.flops``) and set against
+  the SGEMM (DGEMM for float64 rows) peak of NumPy's BLAS, same threads.
+- % stream (batch-1 inference rows): at batch 1 a step is a matrix-vector product, so its
+  floor is reading the packed recurrent weights once per step. Stream-bound time =
+  T * sum over layers and directions of packed bytes (``configs.recurrent_bytes``) / the read
+  bandwidth of a streaming loop over a buffer of that size at the same thread count
+  (``timing.measure_read_bandwidth``); % stream = stream-bound time / fusedrnn's time * 100.
+- Both ceilings are measured at the start and at the end of the run; the better of the two
+  counts (the machine's real capability), and a peak that moved is reported as a warning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from .cases import compare, make_case
+from .configs import MODES, Config, flops, has_stream_bound, recurrent_bytes
+from .machine import machine_info
+from .peers import PeerUnavailable, builders_for, reference
+from .timing import (cpu_busy, cpu_sample, log, measure_gemm_peak, measure_read_bandwidth,
+                     other_load, pinned_threads, time_calls, wait_quiet)
+
+BUSY_THRESHOLD = 0.15   # a row timed while other processes used more of the CPUs is flagged
+MIN_SAMPLE = 1e-3       # calls shorter than this (seconds) are timed in groups
+
+
+def contended(row: dict) -> bool:
+    return (row.get("other_load") or 0.0) > BUSY_THRESHOLD
+
+
+def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: float,
+             min_reps: int = 3, max_reps: int = 50, seed: int = 0,
+             quiet: bool = False) -> List[dict]:
+    """Verify and time ``impls`` on ``cfg`` at each thread count. One row dict per count."""
+    builders = builders_for(cfg)
+    impls = [i for i in impls if i in builders]
+    case = make_case(cfg, seed)
+    rows = [dict(config=cfg.name, params=cfg.as_dict(), kind=cfg.kind, threads=n,
+                 flops=flops(cfg), results=OrderedDict()) for n in threads]
+    try:
+        ref = reference(case)
+    except PeerUnavailable as e:
+        for row in rows:
+            row["skipped"] = f"no float64 reference for this row: {e}"
+        return rows
+    for row, n in zip(rows, threads):
+        res = row["results"]
+        runners = OrderedDict()
+        for impl in impls:
+            try:
+                runners[impl] = builders[impl](case, n)
+            except PeerUnavailable as e:
+                res[impl] = dict(status="skipped", note=str(e))
+            except Exception as e:
+                res[impl] = dict(status="error", note=f"building: {type(e).__name__}: {e}")
+        s0 = cpu_sample()
+        with pinned_threads(n):
+            for impl, runner in runners.items():
+                try:
+                    got = runner.canonical(runner())
+                except Exception as e:
+                    res[impl] = dict(status="error", note=f"{type(e).__name__}: {e}")
+                    continue
+                ok, err, msg = compare(ref, got, cfg)
+                del got
+                if not ok:
+                    res[impl] = dict(status="mismatch", max_err=err, note=msg)
+                    log(f"    {impl}: MISMATCH {msg}", quiet)
+                    continue
+                times = time_calls(runner, budget, min_reps, max_reps, MIN_SAMPLE)
+                res[impl] = dict(status="ok", median_ms=1e3 * float(np.median(times)),
+                                 times_ms=[1e3 * t for t in times], max_err=err)
+                time.sleep(0.02)       # let spinning worker threads of this library go idle
+        row["other_load"] = other_load(s0, cpu_sample())
+        del runners
+        _summarise(row)
+        log(f"    threads={n}: " + ", ".join(
+            f"{i} {r['median_ms']:.3f} ms" if r.get("status") == "ok" else f"{i} {r['status']}"
+            for i, r in res.items())
+            + (f"  [other processes: {100 * row['other_load']:.0f}% of the CPUs]"
+               if contended(row) else ""), quiet)
+    return rows
+
+
+def _summarise(row: dict):
+    res = row["results"]
+    fr = res.get("fusedrnn", {})
+    row["speedup"] = OrderedDict()
+    if fr.get("status") == "ok":
+        for impl, r in res.items():
+            if impl != "fusedrnn" and r.get("status") == "ok":
+                row["speedup"][impl] = r["median_ms"] / fr["median_ms"]
+        row["gflops"] = row["flops"] / (fr["median_ms"] * 1e-3) / 1e9
+
+
+def _ceilings(threads, dtypes, stream_sizes, m, quiet):
+    """GEMM peak (GFLOP/s) by thread count and dtype, read bandwidth (GB/s) by thread count and
+    buffer size (bytes); keys are strings (they go to JSON as they are)."""
+    gemm, stream = OrderedDict(), OrderedDict()
+    for n in threads:
+        gemm[str(n)] = OrderedDict(
+            (dt, measure_gemm_peak(np.dtype(dt), n, m["gemm_n"], m["gemm_reps"]))
+            for dt in dtypes)
+        stream[str(n)] = OrderedDict(
+            (str(b), measure_read_bandwidth(b, n)) for b in stream_sizes)
+        log(f"at {n} thread(s): " + ", ".join(
+            f"{'SGEMM' if dt == 'float32' else 'DGEMM'} {g:.1f} GFLOP/s"
+            for dt, g in gemm[str(n)].items())
+            + "".join(f", read {int(b) >> 10} KiB {g:.1f} GB/s"
+                      for b, g in stream[str(n)].items()), quiet)
+    return gemm, stream
+
+
+def _best(a: dict, b: dict) -> dict:
+    """Per-key maximum of two {threads: {key: value}} ceilings."""
+    return OrderedDict((n, OrderedDict((k, max(v, b[n][k])) for k, v in a[n].items()))
+                       for n in a)
+
+
+def _stream_bound_ms(cfg: Config, bandwidth_gbs: float) -> float:
+    """Time (ms) to read every layer-direction's packed recurrent weights once per step."""
+    nbytes = cfg.seq * cfg.layers * cfg.directions * recurrent_bytes(cfg)
+    return nbytes / (bandwidth_gbs * 1e9) * 1e3
+
+
+def run(configs: Sequence[Config], impls: Sequence[str], threads: Sequence[int], mode: str,
+        seed: int = 0, budget: Optional[float] = None, quiet: bool = False,
+        info: Optional[dict] = None, wait: float = 0.0, attempts: int = 3) -> dict:
+    """Run everything; returns the results dict written to results.json.
+
+    ``wait`` > 0: before each config wait up to ``wait`` seconds for a quiet machine, and run a
+    config again (up to ``attempts`` times in all) when other processes used more than
+    BUSY_THRESHOLD of the CPUs while it was timed. Rows still contended are flagged either way.
+    """
+    t_start = time.perf_counter()
+    m = dict(MODES[mode])
+    if budget is not None:
+        m["budget"] = budget
+    info = info if info is not None else machine_info()
+    dtypes = sorted({c.dtype for c in configs} | {"float32"})
+    sizes = sorted({recurrent_bytes(c) for c in configs if has_stream_bound(c)})
+    peaks, stream = _ceilings(threads, dtypes, sizes, m, quiet)
+    busy_start = cpu_busy()
+    rows, row_cfgs = [], []
+    for i, cfg in enumerate(configs):
+        log(f"[{i + 1}/{len(configs)}] {cfg.name}  ({flops(cfg) / 1e9:.2g} GFLOP)", quiet)
+        for attempt in range(1, (attempts if wait > 0 else 1) + 1):
+            if wait > 0:
+                wait_quiet(wait, quiet=quiet)
+            case_rows = run_case(cfg, impls, threads, m["budget"], m["min_reps"],
+                                 m["max_reps"], seed, quiet)
+            for r in case_rows:
+                r["attempt"] = attempt
+            if not any(contended(r) for r in case_rows):
+                break
+            if wait > 0 and attempt < attempts:
+                log("    other processes were busy: running this config again", quiet)
+        rows.extend(case_rows)
+        row_cfgs.extend([cfg] * len(case_rows))
+    # Was the machine quiet? Other processes' CPU use around the run, and the ceilings again.
+    busy_end = cpu_busy()
+    peaks_end, stream_end = _ceilings(threads, dtypes, sizes, m, quiet=True)
+    best, best_stream = _best(peaks, peaks_end), _best(stream, stream_end)
+    for cfg, row in zip(row_cfgs, rows):
+        n = str(row["threads"])
+        peak = best[n].get(cfg.dtype)
+        if row.get("gflops") and peak:
+            row["pct_peak"] = 100.0 * row["gflops"] / peak
+        fr = row["results"].get("fusedrnn", {})
+        if has_stream_bound(cfg) and fr.get("status") == "ok":
+            bandwidth = best_stream[n][str(recurrent_bytes(cfg))]
+            row["stream_bound_ms"] = _stream_bound_ms(cfg, bandwidth)
+            row["pct_stream"] = 100.0 * row["stream_bound_ms"] / fr["median_ms"]
+    warnings_ = []
+    for label, b in (("start", busy_start), ("end", busy_end)):
+        if b is not None and b > 0.1:
+            warnings_.append(f"other processes used {100 * b:.0f}% of the CPUs at the {label} "
+                             f"of the run: timings (above all multi-threaded) are unreliable")
+    flagged = [r for r in rows if contended(r)]
+    if flagged:
+        warnings_.append(f"{len(flagged)} of {len(rows)} rows were timed while other processes "
+                         f"used more than {100 * BUSY_THRESHOLD:.0f}% of the CPUs (marked (!))")
+    for n in threads:
+        a, b = peaks[str(n)]["float32"], peaks_end[str(n)]["float32"]
+        if abs(b - a) > 0.15 * max(a, b):
+            warnings_.append(f"SGEMM peak at {n} thread(s) moved from {a:.0f} to {b:.0f} "
+                             f"GFLOP/s during the run: the machine's speed was not stable")
+    for w in warnings_:
+        log("WARNING: " + w, quiet)
+    return OrderedDict(
+        version=2, mode=mode, impls=list(impls), threads=list(threads), seed=seed,
+        timing=dict(m, min_sample_s=MIN_SAMPLE), machine=info,
+        gemm_peak_gflops=best, gemm_peak_gflops_start=peaks, gemm_peak_gflops_end=peaks_end,
+        stream_read_gbs=best_stream, stream_read_gbs_start=stream,
+        stream_read_gbs_end=stream_end,
+        cpu_busy_other=dict(start=busy_start, end=busy_end), warnings=warnings_, rows=rows,
+        elapsed_s=time.perf_counter() - t_start)

@@ -1,0 +1,173 @@
+"""Plain NumPy LSTM/GRU forward pass: the NumPy peer of ``fusedrnn.bench``.
+
+Written from the equations in ``docs/api.md``, independent of fusedrnn's kernels and layers, so
+that it can serve both as a speed baseline ("what you get with NumPy alone") and as the ground
+truth that every implementation is checked against before it is timed (run in float64).
+
+It is the textbook vectorised scheme (thinc's, and what a careful NumPy user would write):
+
+    XWt3 = X · W_ihᵀ + b       one GEMM over all T*B rows of a layer-direction
+    Gt3  = XWt3[t] + h_{t-1} · W_hhᵀ   one GEMM per step, into a preallocated buffer
+    then the gate math with NumPy ufuncs writing in place (no temporaries in the time loop
+    beyond what NumPy needs for a binary op).
+
+One loop (``_forward``) stacks layers and directions and runs the time loop for both cells; a
+cell contributes only its input biases and its step (``_lstm_step`` / ``_gru_step``).
+
+Shapes follow PyTorch: x (T, B, I), h0 (L*D, B, H_out), c0 (L*D, B, H); parameters are the
+arrays of a PyTorch-style state dict (``weight_ih_l0``, ``weight_hh_l0_reverse``, ...).
+Gate rows: LSTM i, f, g, o; GRU r, z, n.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["lstm_forward", "gru_forward"]
+
+
+def _sigmoid_(a):
+    """In-place logistic sigmoid, written as 0.5 * (1 + tanh(a / 2)): no overflow for any |a|."""
+    a *= 0.5
+    np.tanh(a, out=a)
+    a += 1.0
+    a *= 0.5
+    return a
+
+
+class _Params:
+    """The parameters of one layer-direction (suffix ``_l{k}[_reverse]``), cast to ``dt``."""
+
+    def __init__(self, params, sfx, dt):
+        self._params, self._sfx, self._dt = params, sfx, dt
+
+    def get(self, name):
+        """The array ``name + suffix`` in the computation's dtype, or None when absent."""
+        a = self._params.get(name + self._sfx)
+        return None if a is None else np.asarray(a, dtype=self._dt)
+
+
+def _lstm_step(p: _Params, B: int):
+    """(input biases, step) of an LSTM layer-direction; state (h, c), projection if W_hr
+    given."""
+    W_hh, W_hr = p.get("weight_hh"), p.get("weight_hr")
+    H = W_hh.shape[0] // 4
+    b_ih, b_hh = p.get("bias_ih"), p.get("bias_hh")
+    in_biases = [] if b_ih is None else [b_ih, b_hh]
+    W_hhT = np.ascontiguousarray(W_hh.T)
+    W_hrT = None if W_hr is None else np.ascontiguousarray(W_hr.T)
+    dt = W_hh.dtype
+    G = np.empty((B, 4 * H), dtype=dt)
+    ig = np.empty((B, H), dtype=dt)
+    tc = np.empty((B, H), dtype=dt)
+
+    def step(Xt, state, out_t):
+        h, c = state
+        np.matmul(h, W_hhT, out=G)
+        np.add(G, Xt, out=G)            # ufuncs with out=: G is the closure's buffer
+        i, f, g, o = G[:, :H], G[:, H:2 * H], G[:, 2 * H:3 * H], G[:, 3 * H:]
+        _sigmoid_(G[:, :2 * H])          # i, f
+        np.tanh(g, out=g)
+        _sigmoid_(o)
+        c *= f                           # c_t = f * c_{t-1} + i * g
+        np.multiply(i, g, out=ig)
+        c += ig
+        np.tanh(c, out=tc)               # h_t = o * tanh(c_t)  [· W_hrᵀ]
+        np.multiply(tc, o, out=tc)
+        if W_hrT is None:
+            out_t[...] = tc
+        else:
+            np.matmul(tc, W_hrT, out=out_t)
+        return out_t, c
+
+    return in_biases, step
+
+
+def _gru_step(p: _Params, B: int, reset_after: bool):
+    """(input biases, step) of a GRU layer-direction; state (h,)."""
+    W_hh = p.get("weight_hh")
+    H = W_hh.shape[0] // 3
+    b_ih, b_hh = p.get("bias_ih"), p.get("bias_hh")
+    # reset_after=False: b_hr, b_hz, b_hn all act outside the reset, so they join the input bias
+    in_biases = [] if b_ih is None else [b_ih] if reset_after else [b_ih, b_hh]
+    W_hhT = np.ascontiguousarray(W_hh.T)
+    dt = W_hh.dtype
+    Gh = np.empty((B, 3 * H), dtype=dt)
+    rh = np.empty((B, H), dtype=dt)
+    r, z, n, rz = Gh[:, :H], Gh[:, H:2 * H], Gh[:, 2 * H:], Gh[:, :2 * H]
+
+    def step(Xt, state, out_t):
+        (h,) = state
+        if reset_after:
+            np.matmul(h, W_hhT, out=Gh)
+            if b_hh is not None:
+                np.add(Gh, b_hh, out=Gh)
+            np.add(rz, Xt[:, :2 * H], out=rz)
+            _sigmoid_(rz)
+            np.multiply(n, r, out=n)    # n = tanh(x_n + r * (W_hn h + b_hn))
+        else:
+            np.matmul(h, W_hhT[:, :2 * H], out=rz)
+            np.add(rz, Xt[:, :2 * H], out=rz)
+            _sigmoid_(rz)
+            np.multiply(r, h, out=rh)   # n = tanh(x_n + W_hn (r * h) + b_hn)
+            np.matmul(rh, W_hhT[:, 2 * H:], out=n)
+        np.add(n, Xt[:, 2 * H:], out=n)
+        np.tanh(n, out=n)
+        # h_t = (1 - z) * n + z * h_{t-1} = n + z * (h_{t-1} - n)
+        np.subtract(h, n, out=rh)
+        np.multiply(rh, z, out=rh)
+        np.add(n, rh, out=out_t)
+        return (out_t,)
+
+    return in_biases, step
+
+
+def _forward(x, init, params, num_layers, bidirectional, make_step):
+    """Stack layers and directions around one time loop, for either cell.
+
+    ``init``: the initial states, each (L*D, B, size) (h0, or h0 and c0); ``make_step(p, B)``
+    returns (the biases added to the input projection, step) where ``step(XWt[t], state, out[t])`` writes h_t into
+    ``out[t]`` and returns the new state tuple (h_t first). Returns (out, *final states).
+    """
+    dt = x.dtype
+    T, B, _ = x.shape
+    D = 2 if bidirectional else 1
+    layer_in = x
+    finals = [[] for _ in init]
+    for k in range(num_layers):
+        outs = []
+        for d in range(D):
+            p = _Params(params, f"_l{k}" + ("_reverse" if d else ""), dt)
+            in_biases, step = make_step(p, B)
+            # Input projection for all steps at once, the input biases folded in.
+            XWt = layer_in.reshape(T * B, -1) @ p.get("weight_ih").T
+            for b in in_biases:
+                XWt += b
+            XWt = XWt.reshape(T, B, -1)
+            state = tuple(np.array(s[k * D + d], dtype=dt) for s in init)
+            out = np.empty((T, B, state[0].shape[-1]), dtype=dt)
+            for t in (range(T - 1, -1, -1) if d else range(T)):
+                state = step(XWt[t], state, out[t])
+            outs.append(out)
+            for acc, s in zip(finals, state):
+                acc.append(np.array(s))
+        layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=2)
+    return (layer_in,) + tuple(np.stack(f) for f in finals)
+
+
+def lstm_forward(x, h0, c0, params, num_layers=1, bidirectional=False):
+    """LSTM forward (PyTorch semantics, time-major). Returns (out, h_n, c_n).
+
+    Projection (``weight_hr_l*`` present) is supported: h_t = W_hr (o * tanh(c_t)).
+    The dtype of the computation is the dtype of ``x``; parameters are cast to it.
+    """
+    return _forward(x, (h0, c0), params, num_layers, bidirectional, _lstm_step)
+
+
+def gru_forward(x, h0, params, num_layers=1, bidirectional=False, reset_after=True):
+    """GRU forward (PyTorch semantics when ``reset_after``; the original GRU otherwise).
+
+    Returns (out, h_n). The dtype of the computation is the dtype of ``x``.
+    """
+    return _forward(x, (h0,), params, num_layers, bidirectional,
+                    lambda p, B: _gru_step(p, B, reset_after))
