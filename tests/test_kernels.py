@@ -1,0 +1,167 @@
+"""The compiled kernels directly: the BLAS wrapper and the packed GEMM against NumPy (every
+block and chunk path, every SIMD path), and the Kernel entry's buffer checks (a wrong buffer
+raises, it never reaches the time loop)."""
+import numpy as np
+import pytest
+
+from conftest import import_fusedrnn
+
+import_fusedrnn()
+from fusedrnn import _kernels  # noqa: E402
+
+DTYPES = (np.float32, np.float64)
+RTOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+@pytest.mark.parametrize("m,n,k", [(1, 7, 5), (3, 1, 4), (6, 9, 11), (1, 1, 1)])
+def test_gemm_memview(dtype, ta, tb, m, n, k):
+    rng = np.random.default_rng(m * 100 + n * 10 + k)
+    A = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    B = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    C = rng.standard_normal((m, n)).astype(dtype)
+    expected = 0.5 * (A.T if ta else A) @ (B.T if tb else B) + 2.0 * C
+    _kernels.gemm_memview(ta, tb, 0.5, A, B, 2.0, C)
+    np.testing.assert_allclose(C, expected, rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
+def test_gemm_memview_beta0_ignores_nan_in_c():
+    A = np.ones((1, 3), np.float32)
+    B = np.ones((3, 4), np.float32)
+    C = np.full((1, 4), np.nan, np.float32)
+    _kernels.gemm_memview(False, False, 1.0, A, B, 0.0, C)
+    np.testing.assert_array_equal(C, 3.0)
+
+
+# M x K x itemsize > 1 MiB takes the multi-chunk branch of packed_gemm.h (FRP_A_BYTES)
+PACKED_SHAPES = [(1, 1, 1), (1, 256, 1024), (2, 33, 31), (5, 300, 100), (13, 64, 97),
+                 (40, 7, 64), (600, 600, 40), (1200, 300, 33)]
+
+
+@pytest.mark.usefixtures("isa_path")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,K,N", PACKED_SHAPES)
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_packed_gemm(dtype, M, K, N, beta):
+    rng = np.random.default_rng(M + K + N)
+    A = rng.standard_normal((M, K)).astype(dtype)
+    W = rng.standard_normal((N, K)).astype(dtype)
+    C = rng.standard_normal((M, N)).astype(dtype)
+    expected = A.astype(np.float64) @ W.T.astype(np.float64) + beta * C
+    _kernels.packed_gemm_memview(A, W, beta, C)
+    tol = RTOL[dtype] * np.sqrt(K)
+    np.testing.assert_allclose(C, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.usefixtures("isa_path")
+@pytest.mark.parametrize("n0,n1", [(0, 32), (32, 100), (64, 65), (5, 70), (96, 100)])
+def test_packed_gemm_column_range(n0, n1):
+    """Threads each compute a column range of C; the rest of C is untouched."""
+    rng = np.random.default_rng(n0 * 1000 + n1)
+    A = rng.standard_normal((7, 50)).astype(np.float32)
+    W = rng.standard_normal((100, 50)).astype(np.float32)
+    C = rng.standard_normal((7, 100)).astype(np.float32)
+    expected = C.copy()
+    expected[:, n0:n1] = A @ W[n0:n1].T
+    _kernels.packed_gemm_memview(A, W, 0.0, C, n0, n1)
+    np.testing.assert_allclose(C, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_isa_switch():
+    fusedrnn = import_fusedrnn()
+    best = fusedrnn.set_isa(None)
+    assert fusedrnn.isa() == best
+    assert best in ("avx512", "avx2", "scalar")
+    try:
+        assert fusedrnn.set_isa("scalar") == "scalar" == fusedrnn.isa()
+        with pytest.raises(ValueError, match="isa"):
+            fusedrnn.set_isa("sse9")
+        assert fusedrnn.isa() == "scalar"          # a refused name changes nothing
+    finally:
+        fusedrnn.set_isa(None)
+    assert fusedrnn.isa() == best
+
+
+# ------------------------------------------------------------------ Kernel entry checks
+T, B, I, H = 3, 2, 5, 4
+
+
+def _lstm_kernel(dtype=np.float32):
+    rng = np.random.default_rng(0)
+    k = _kernels.Kernel("lstm", rng.standard_normal((4 * H, I)).astype(dtype),
+                        rng.standard_normal((4 * H, H)).astype(dtype), None,
+                        rng.standard_normal(4 * H).astype(dtype), None)
+    x = rng.standard_normal((T * B, I)).astype(dtype)
+    out = np.zeros((T * B, H), dtype)
+    init = (np.zeros((B, H), dtype), np.zeros((B, H), dtype))
+    final = (np.zeros((B, H), dtype), np.zeros((B, H), dtype))
+    return k, k.buffers(T, B, 1), x, out, init, final
+
+
+def test_kernel_runs_with_good_buffers():
+    k, b, x, out, init, final = _lstm_kernel()
+    k.forward(b, x, out, 0, init, final, False, 1)
+    assert np.abs(out).max() > 0 and np.array_equal(final[0], out[-B:])
+
+
+@pytest.mark.parametrize("bad", ["x_shape", "x_dtype", "out_readonly", "out_strided", "h0",
+                                 "c_n", "gates", "state", "aux", "work", "col", "threads"])
+def test_kernel_refuses_a_wrong_buffer(bad):
+    k, b, x, out, init, final = _lstm_kernel()
+    threads = 1
+    col = 0
+    if bad == "x_shape":
+        x = x[:-1].copy()
+    elif bad == "x_dtype":
+        x = x.astype(np.float64)
+    elif bad == "out_readonly":
+        out.flags.writeable = False
+    elif bad == "out_strided":
+        out = np.zeros((T * B, 2 * H), np.float32)[:, ::2]
+    elif bad == "h0":
+        init = (np.zeros((B + 1, H), np.float32), init[1])
+    elif bad == "c_n":
+        final = (final[0], np.zeros((B, H - 1), np.float32))
+    elif bad in ("gates", "state", "aux"):
+        arr = getattr(b, bad)
+        setattr(b, bad, np.zeros((arr.shape[0] + 1, arr.shape[1]), arr.dtype))
+    elif bad == "work":
+        b.work = b.work[:1].copy()
+    elif bad == "col":
+        col = 1
+    else:
+        threads = 2                         # buffers were made for one thread
+    snapshot = out.copy()
+    with pytest.raises(ValueError):
+        k.forward(b, x, out, col, init, final, False, threads)
+    np.testing.assert_array_equal(out, snapshot)
+
+
+def test_kernel_refuses_backward_without_a_tape():
+    k, b, x, out, init, final = _lstm_kernel()
+    k.forward(b, x, out, 0, init, final, False, 1)
+    bb = k.buffers(T, B, 1, backward=True)
+    grads = (np.zeros((4 * H, I), np.float32), np.zeros((4 * H, H), np.float32), None,
+             np.zeros(4 * H, np.float32), np.zeros(4 * H, np.float32))
+    dinit = (np.zeros((B, H), np.float32), np.zeros((B, H), np.float32))
+    with pytest.raises(ValueError, match="keep=True"):
+        k.backward(b, bb, x, out, 0, init, out, final, np.zeros_like(x), False, dinit, grads,
+                   False, 1)
+    with pytest.raises(ValueError, match="backward buffers"):
+        tb = k.buffers(T, B, 1, keep=True)
+        k.backward(tb, k.buffers(T, B, 1), x, out, 0, init, out, final, np.zeros_like(x), False,
+                   dinit, grads, False, 1)
+
+
+def test_kernel_refuses_bad_weights():
+    W = np.zeros((12, 4), np.float32)
+    with pytest.raises(ValueError, match="kind"):
+        _kernels.Kernel("rnn", W, W, None, np.zeros(12, np.float32), None)
+    with pytest.raises(ValueError, match="W_hh"):
+        _kernels.Kernel("gru", W, np.zeros((12, 3), np.float32), None,
+                        np.zeros(12, np.float32), np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="bias"):
+        _kernels.Kernel("gru", W, W, None, np.zeros(11, np.float32), np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="b_hn"):
+        _kernels.Kernel("gru", W, W, None, np.zeros(12, np.float32), np.zeros(3, np.float32))
