@@ -92,3 +92,29 @@ def test_backward_threads_match_one_thread(forced_threads, rng, threads, dtype, 
     assert_tree_close(dhxn, dhx1, dtype)
     for name in g1:
         assert_tree_close(gn[name], g1[name], dtype, what=name)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("kind, proj_size, reset_after", CASES)
+def test_directions_together_or_in_turn(forced_threads, monkeypatch, rng, threads, kind,
+                                        proj_size, reset_after):
+    """The two directions of a layer run at the same time (each on its share of the threads)
+    or one after the other: the same numbers as the reference either way, forward and
+    backward."""
+    from fusedrnn import _engine
+    fusedrnn.set_num_threads(threads)
+    cfg = layer_cfg(7, 33, num_layers=2, bidirectional=True, proj_size=proj_size)
+    cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+    extra = {} if kind == "lstm" else {"reset_after": reset_after}
+    model = cls(dtype=np.float64, seed=5, **cfg, **extra)
+    x, hx = layer_data(rng, kind, cfg, 5, 3, hx=True, dtype=np.float64)
+    expected = ref_layer(kind, model.state_dict(), x, hx, cfg, reset_after=reset_after)
+    grads = []
+    for min_work in (0, 1 << 62):
+        monkeypatch.setattr(_engine, "TOGETHER_MIN_WORK", min_work)
+        assert model._engine._plan(3)[1] == (min_work == 0 and threads >= 2)
+        assert_tree_close(model(x, hx), expected, np.float64)
+        out, h_n, tape = model.forward_train(x, hx)
+        grads.append(model.backward(tape, np.ones_like(out))[2])
+    for name in grads[0]:
+        assert_tree_close(grads[1][name], grads[0][name], np.float64, what=name)

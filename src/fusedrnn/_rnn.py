@@ -157,10 +157,8 @@ class _RNNBase(Parametrized):
             # the tape must not alias the caller's arrays (in-place edits would corrupt grads)
             x = x.copy() if np.shares_memory(x, input) else x
             init = tuple(np.array(s, copy=True) for s in init)
-        else:
-            init = tuple(np.ascontiguousarray(s) for s in init)
         D, P = self.num_directions, self._P
-        finals = tuple(np.zeros_like(s) for s in init)
+        finals = tuple(np.empty_like(s) if B > 0 else np.zeros_like(s) for s in init)
         tape = Tape(self, T, B, batched, init) if train else None
         if B > 0:
             out = self._engine.forward(x, init, finals, tape, rng)
