@@ -39,5 +39,6 @@ GRU, gates ``r, z, n``::
 Kernel buffers
 --------------
 ``gates`` (T*B, G*H): ``x W_ih^T`` for all steps in one GEMM, then per step ``+= h_{t-1} W_hh^T``
-and overwritten in place by the activated gates (kept for backward).  ``c_buf`` holds ``c_t``.
+and overwritten in place by the activated gates (kept for backward).  ``state`` holds ``c_t``
+(LSTM) or ``W_hn h_{t-1} + b_hn`` (GRU, reset_after); see kernels/rnn_types.pxd.
 """
