@@ -70,19 +70,18 @@ def assert_bitwise(got, want, what):
         np.testing.assert_array_equal(a, b, err_msg=f"{what}: value {k}")
 
 
-@pytest.mark.parametrize("num_threads", [1, 2, None], ids=["omp1", "omp2", "ompdefault"])
+@pytest.mark.parametrize("num_threads", [1, 2, 3])
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 def test_threads_sharing_a_model(kind, num_threads):
     fusedrnn.set_num_threads(num_threads)
-    if num_threads is not None:
-        assert fusedrnn.get_num_threads() == num_threads
+    assert fusedrnn.get_num_threads() == num_threads
     model = make(kind)
     xs = inputs(N_THREADS)
     # no dropout here: forward_train would draw masks from the model's shared stream
     expected = [work(model, x) for x in xs]
 
     def target(k):
-        assert fusedrnn.get_num_threads() == (num_threads or fusedrnn.get_num_threads())
+        assert fusedrnn.get_num_threads() == num_threads
         for r in range(ROUNDS):
             assert_bitwise(work(model, xs[k]), expected[k], f"thread {k} round {r}")
 
@@ -131,3 +130,22 @@ def test_set_num_threads_while_running(kind):
                 stop.set()
 
     run_threads(target, N_THREADS)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: with set_num_threads(None) the count is OpenMP's "
+                   "per-thread default, so a new Python thread does not see omp_set_num_threads "
+                   "calls made in the main thread (e.g. torch.set_num_threads): calls from "
+                   "different Python threads use different counts, and their results differ "
+                   "in the last bits")
+def test_default_count_is_the_same_in_every_thread():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)          # omp_set_num_threads(1) in this (the main) thread
+    try:
+        fusedrnn.set_num_threads(None)
+        main = fusedrnn.get_num_threads()
+        seen = []
+        run_threads(lambda k: seen.append(fusedrnn.get_num_threads()), 2)
+        assert seen == [main, main]
+    finally:
+        torch.set_num_threads(before)

@@ -78,7 +78,24 @@ def set_param(model, name, index, value):
     model.load_state_dict(sd)
 
 
-# poison(kind, model, x, hx) -> (x, hx), changing model's weights or the data in place
+def over_models(changes):
+    """Parametrise over KINDS x changes x dtypes x hx; the test gets the model and data after
+    change(kind, model, x, hx) as `model, x, h`."""
+    def decorate(test):
+        @pytest.mark.parametrize("hx", [False, True], ids=["nohx", "hx"])
+        @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+        @pytest.mark.parametrize("change", changes, ids=lambda f: f.__name__)
+        @pytest.mark.parametrize("kind, reset_after", KINDS, ids=lambda v: str(v))
+        def wrapper(rng, kind, reset_after, change, dtype, hx):
+            model = build(kind, reset_after, dtype)
+            x, h = change(kind, model, *data(kind, rng, hx))
+            test(kind, reset_after, change, dtype, hx, model, x, h)
+        wrapper.__name__, wrapper.__doc__ = test.__name__, test.__doc__
+        return wrapper
+    return decorate
+
+
+# change(kind, model, x, hx) -> (x, hx), changing model's weights or the data in place
 def nan_input(kind, model, x, hx):
     x[(1, 2) if x.ndim == 2 else (2, 1, 0)] = np.nan
     return x, hx
@@ -135,19 +152,14 @@ EXPECT_NAN = {nan_input: True, inf_input: False, inf_input_row: True, nan_weight
 POISONS = list(EXPECT_NAN)
 
 
-@pytest.mark.parametrize("hx", [False, True], ids=["nohx", "hx"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("poison", POISONS, ids=lambda f: f.__name__)
-@pytest.mark.parametrize("kind, reset_after", KINDS, ids=lambda v: str(v))
-def test_nan_inf_propagate_like_torch(rng, kind, reset_after, poison, dtype, hx):
-    model = build(kind, reset_after, dtype)
-    x, h = poison(kind, model, *data(kind, rng, hx))
+@over_models(POISONS)
+def test_nan_inf_propagate_like_torch(kind, reset_after, change, dtype, hx, model, x, h):
     got = run(model, x, h)
     want = expected(kind, reset_after, model, x, h)
     assert_tree_close(got, want, dtype)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
-    nan = EXPECT_NAN[poison]
+    nan = EXPECT_NAN[change]
     assert any(np.isnan(g).any() for g in got) == (nan is True or (nan == "nohx" and not hx))
 
 
@@ -198,15 +210,10 @@ EXTREMES = [scale_input(1e4), scale_input(-1e4), scale_weights(1e3), big_state,
             subnormal("data"), subnormal("weights")]
 
 
-@pytest.mark.parametrize("hx", [False, True], ids=["nohx", "hx"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("extreme", EXTREMES, ids=lambda f: f.__name__)
-@pytest.mark.parametrize("kind, reset_after", KINDS, ids=lambda v: str(v))
-def test_extreme_finite_values(rng, kind, reset_after, extreme, dtype, hx):
-    model = build(kind, reset_after, dtype)
-    x, h = extreme(kind, model, *data(kind, rng, hx))
+@over_models(EXTREMES)
+def test_extreme_finite_values(kind, reset_after, change, dtype, hx, model, x, h):
     got = run(model, x, h)
     for a in got:
         assert np.all(np.isfinite(a))
-    atol = tol(dtype)[1] * getattr(extreme, "condition", 1)
+    atol = tol(dtype)[1] * getattr(change, "condition", 1)
     assert_tree_close(got, expected(kind, reset_after, model, x, h), dtype, atol=atol)
