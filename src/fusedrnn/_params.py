@@ -16,13 +16,13 @@ from ._validate import as_real_array
 LoadResult = namedtuple("LoadResult", ["missing_keys", "unexpected_keys"])
 
 
-def make_rng(seed):
-    """None, an int or a numpy Generator -> a numpy Generator."""
+def make_rng(seed, name="seed"):
+    """None, an int or a numpy Generator -> a numpy Generator; `name` names the argument."""
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
         return np.random.default_rng(seed)
-    raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got {seed!r}")
+    raise TypeError(f"{name} must be None, an int or a numpy.random.Generator, got {seed!r}")
 
 
 def frozen(arr):

@@ -146,7 +146,7 @@ class _RNNBase(Parametrized):
         and direction the layer input, the outputs h_t, the activated gates and the cell states
         (LSTM) or ``W_hn h_{t-1} + b_hn`` (GRU); see docs/training.md for the bytes per step.
         """
-        rng = self._dropout_rng if rng is None else make_rng(rng)
+        rng = self._dropout_rng if rng is None else make_rng(rng, "rng")
         return self._run(input, hx, train=True, rng=rng)
 
     def _run(self, input, hx, train, rng):
@@ -284,9 +284,12 @@ class LSTM(_RNNBase):
         if hx is None:
             h0 = c0 = None
         else:
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            if not isinstance(hx, (tuple, list)):
                 raise TypeError("hx for an LSTM must be a tuple (h0, c0), "
                                 f"got {type(hx).__name__}")
+            if len(hx) != 2:
+                raise TypeError("hx for an LSTM must be a tuple (h0, c0) of 2 arrays, "
+                                f"got a {type(hx).__name__} of {len(hx)}")
             h0, c0 = hx
         return (self._check_state("h0", h0, B, self._P, batched),
                 self._check_state("c0", c0, B, self.hidden_size, batched))

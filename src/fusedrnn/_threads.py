@@ -26,7 +26,9 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Threads the time loops may use."""
+    """Threads the time loops may use: set_num_threads' count, else OpenMP's for the calling
+    thread (omp_set_num_threads and threadpoolctl limits are per thread in OpenMP, so a new
+    Python thread starts from the process default, as in scikit-learn)."""
     return _requested if _requested is not None else max(1, _kernels.max_threads())
 
 

@@ -1,0 +1,284 @@
+"""One test per row of docs/errors.md, the table of every input fusedrnn rejects.
+
+Each row: the exception type, a message naming the argument, and no trace of the failed call:
+the model's state_dict is unchanged, and afterwards the model gives bitwise the outputs,
+forward_train outputs (dropout masks included) and gradients of a twin that never saw the bad
+call; a tape a failed ``backward`` was given is still usable.  test_errors.py sweeps many values
+of the shape and type rows; test_docs_table_mirrors_rows keeps this list and the table equal.
+"""
+import os
+import re
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+from _bad_input import B, H, I, L, P, T, good_input, make_model
+from conftest import flatten, import_fusedrnn
+
+fusedrnn = import_fusedrnn()
+
+DOC = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "errors.md")
+
+# id: the row's first column in docs/errors.md; model: a _bad_input.MODELS name (None: no model,
+# the call builds one or changes the thread count); call(model, ctx) makes the bad call;
+# arg: regex the message must match (the argument's name); bug: an xfail reason (a known bug).
+Row = namedtuple("Row", "id model exc arg call bug", defaults=(None,))
+
+
+def ctor(cls, **kw):
+    base = dict(input_size=I, hidden_size=H)
+    return lambda m, ctx: getattr(fusedrnn, cls)(**{**base, **kw})
+
+
+def call(*args, **kwargs):
+    return lambda m, ctx: m(*args, **kwargs)
+
+
+def train(*args, **kwargs):
+    return lambda m, ctx: m.forward_train(*args, **kwargs)
+
+
+def zeros(*shape, dtype=np.float64):
+    return np.zeros(shape, dtype=dtype)
+
+
+def lstm_hx(h=(L * 2, B, P), c=(L * 2, B, H)):
+    return (zeros(*h), zeros(*c))
+
+
+def sd_with(m, **changes):
+    """m.state_dict() with entries replaced (value None: removed); keys in the model's order,
+    so the bad entry is the last one checked."""
+    sd = m.state_dict()
+    for k, v in changes.items():
+        if v is None:
+            del sd[k]
+        else:
+            sd[k] = v
+    return sd
+
+
+def bad_param(name, value):
+    """Assign a parameter attribute directly (checked at once: the model keeps its weights),
+    then call the model."""
+    def run(m, ctx):
+        setattr(m, name, value)
+        m(good_input(ctx.name))
+    return run
+
+
+def edit_param(name):
+    """Edit a parameter in place (parameters are read-only)."""
+    def run(m, ctx):
+        p = getattr(m, name)
+        p += 1
+    return run
+
+
+def backward(*args, **kwargs):
+    """m.backward(ctx.tape, *args): the bad call gets this model's fresh tape."""
+    return lambda m, ctx: m.backward(ctx.tape, *args, **kwargs)
+
+
+def used_tape(m, ctx):
+    m.backward(ctx.tape, *good_cotangents(ctx.name, ctx.outputs))
+    ctx.tape_used = True
+    m.backward(ctx.tape, *good_cotangents(ctx.name, ctx.outputs))
+
+
+def other_models_tape(m, ctx):
+    *outputs, tape = make_model(ctx.name).forward_train(good_input(ctx.name))
+    m.backward(tape, *good_cotangents(ctx.name, outputs))
+
+
+def threads(n):
+    return lambda m, ctx: fusedrnn.set_num_threads(n)
+
+
+OUT_SHAPE = (T, B, 2 * P)      # the "lstm" model's out
+ROWS = [
+    # ---- shapes of the input
+    Row("input-ndim", "lstm", ValueError, "input", call(zeros(1, T, B, I))),
+    Row("input-scalar", "gru", ValueError, "input", call(np.float64(1.0))),
+    Row("input-features", "gru", ValueError, "input", call(zeros(T, B, I + 1))),
+    Row("input-seq-len-0", "gru_bf", ValueError, "input", call(zeros(B, 0, I))),
+    Row("input-too-large", "gru", ValueError, "input",
+        call(np.broadcast_to(np.float32(0), (2**16, 2**15, I)))),
+    Row("cell-input-ndim", "lstmcell", ValueError, "input", call(zeros(1, B, I))),
+    Row("cell-input-features", "grucell", ValueError, "input", call(zeros(B, I + 1))),
+    # ---- dtypes of the input
+    Row("input-none", "lstm", TypeError, "input", call(None)),
+    Row("input-string", "gru", TypeError, "input", call("not an array")),
+    Row("input-object-array", "lstmcell", TypeError, "input",
+        call(good_input("lstmcell").astype(object))),
+    Row("input-complex", "grucell", TypeError, "input",
+        call(good_input("grucell").astype(np.complex64))),
+    Row("input-bool", "gru", TypeError, "input", call(zeros(T, B, I, dtype=bool))),
+    Row("input-ragged", "lstmcell", TypeError, "input", call([[1.0, 2.0, 3.0], [1.0, 2.0]])),
+    # ---- states (hx)
+    Row("lstm-hx-not-tuple", "lstm", TypeError, "hx", call(zeros(T, B, I), zeros(L * 2, B, P))),
+    Row("lstm-hx-tuple-length", "lstm", TypeError, "hx",
+        call(zeros(T, B, I), lstm_hx() + (zeros(L * 2, B, H),))),
+    Row("gru-hx-tuple", "gru", TypeError, "hx", call(zeros(T, B, I), (zeros(L * 2, B, H),))),
+    Row("lstm-h0-shape", "lstm", ValueError, "h0",
+        call(zeros(T, B, I), lstm_hx(h=(L * 2, B, H)))),
+    Row("lstm-c0-shape", "lstm", ValueError, "c0",
+        call(zeros(T, B, I), lstm_hx(c=(L * 2, B, P)))),
+    Row("gru-hx-shape", "gru", ValueError, "hx", call(zeros(T, B, I), zeros(L * 2 - 1, B, H))),
+    Row("gru-hx-batch-first", "gru_bf", ValueError, "hx",
+        call(zeros(B, T, I), zeros(B, L * 2, H))),
+    Row("hx-batched-for-unbatched-input", "gru", ValueError, "hx",
+        call(zeros(T, I), zeros(L * 2, 1, H))),
+    Row("h0-complex", "lstm", TypeError, "h0",
+        call(zeros(T, B, I), (zeros(L * 2, B, P, dtype=complex), zeros(L * 2, B, H)))),
+    Row("c0-string", "lstm", TypeError, "c0", call(zeros(T, B, I), (zeros(L * 2, B, P), "0"))),
+    Row("cell-h0-shape", "lstmcell", ValueError, "h0", call(zeros(B, I), (zeros(B, P), zeros(B, H)))),
+    Row("cell-c0-shape", "lstmcell", ValueError, "c0", call(zeros(B, I), (zeros(B, H), zeros(H)))),
+    Row("cell-hx-shape", "grucell", ValueError, "hx", call(zeros(I), zeros(1, H))),
+    Row("cell-hx-tuple", "grucell", TypeError, "hx", call(zeros(B, I), (zeros(B, H),))),
+    # ---- constructor arguments
+    Row("ctor-size-not-int", None, TypeError, "hidden_size", ctor("LSTM", hidden_size=2.5)),
+    Row("ctor-size-bool", None, TypeError, "num_layers", ctor("GRU", num_layers=True)),
+    Row("ctor-size-nan", None, TypeError, "input_size", ctor("GRUCell", input_size=float("nan"))),
+    Row("ctor-size-nonpositive", None, ValueError, "input_size", ctor("LSTMCell", input_size=0)),
+    Row("ctor-flag-not-bool", None, TypeError, "bidirectional", ctor("LSTM", bidirectional=1)),
+    Row("ctor-reset-after-not-bool", None, TypeError, "reset_after",
+        ctor("GRUCell", reset_after="no")),
+    Row("ctor-dropout-type", None, TypeError, "dropout", ctor("GRU", dropout="0.1")),
+    Row("ctor-dropout-range", None, ValueError, "dropout", ctor("LSTM", dropout=1.0)),
+    Row("ctor-dropout-nan", None, ValueError, "dropout", ctor("GRU", dropout=float("nan"))),
+    Row("ctor-proj-size-too-large", None, ValueError, "proj_size", ctor("LSTM", proj_size=H)),
+    Row("ctor-proj-size-negative", None, ValueError, "proj_size", ctor("LSTM", proj_size=-1)),
+    Row("ctor-proj-size-not-int", None, TypeError, "proj_size", ctor("LSTM", proj_size=1.0)),
+    Row("ctor-dtype", None, TypeError, "dtype", ctor("GRU", dtype=np.float16)),
+    Row("ctor-dtype-unknown", None, TypeError, "dtype", ctor("LSTMCell", dtype="banana")),
+    Row("ctor-seed", None, TypeError, "seed", ctor("LSTM", seed="abc")),
+    # ---- state dicts (load_state_dict) and parameter attributes
+    Row("sd-not-mapping", "lstm", TypeError, "state_dict",
+        lambda m, ctx: m.load_state_dict(list(m.state_dict().values()))),
+    Row("sd-missing-key", "gru", ValueError, "bias_hh_l1_reverse",
+        lambda m, ctx: m.load_state_dict(sd_with(m, bias_hh_l1_reverse=None))),
+    Row("sd-unexpected-key", "lstmcell", ValueError, "weight_hr",
+        lambda m, ctx: m.load_state_dict(sd_with(m, weight_hr=zeros(H, H)))),
+    Row("sd-shape", "lstm", ValueError, "weight_hr_l1_reverse",
+        lambda m, ctx: m.load_state_dict(sd_with(m, weight_hr_l1_reverse=zeros(P, P)))),
+    Row("sd-shape-not-strict", "grucell", ValueError, "bias_hh",
+        lambda m, ctx: m.load_state_dict(sd_with(m, bias_hh=zeros(H)), strict=False)),
+    Row("sd-value-type", "gru", TypeError, "bias_hh_l1_reverse",
+        lambda m, ctx: m.load_state_dict(sd_with(m, bias_hh_l1_reverse="0"))),
+    Row("param-attribute-shape", "lstm", ValueError, "weight_hh_l0",
+        bad_param("weight_hh_l0", zeros(4 * H, H))),
+    Row("param-attribute-type", "grucell", TypeError, "weight_ih", bad_param("weight_ih", None)),
+    Row("param-in-place-edit", "gru", ValueError, "read-only", edit_param("weight_hh_l0")),
+    # ---- thread counts
+    Row("threads-nonpositive", None, ValueError, r"\bn\b", threads(0)),
+    Row("threads-not-int", None, TypeError, r"\bn\b", threads(1.5)),
+    Row("threads-bool", None, TypeError, r"\bn\b", threads(True)),
+    # ---- training arguments
+    Row("train-input", "lstm", ValueError, "input", train(zeros(T, B, I + 1))),
+    Row("train-hx", "gru", ValueError, "hx", train(zeros(T, B, I), zeros(L * 2, B + 1, H))),
+    Row("train-rng", "lstm", TypeError, "rng", train(zeros(T, B, I), rng="abc")),
+    Row("tape-not-a-tape", "gru", TypeError, "tape",
+        lambda m, ctx: m.backward(object(), zeros(T, B, 2 * H))),
+    Row("tape-other-model", "lstm", TypeError, "tape", other_models_tape),
+    Row("tape-used", "grucell", ValueError, "tape", used_tape),
+    Row("d_out-shape", "lstm", ValueError, "d_out", backward(zeros(T, B, 2 * H))),
+    Row("d_out-type", "lstm", TypeError, "d_out", backward(zeros(*OUT_SHAPE, dtype=complex))),
+    Row("d_h_n-tuple-for-gru", "gru", TypeError, "d_h_n",
+        backward(None, (zeros(L * 2, B, H),))),
+    Row("d_h_n-array-for-lstm", "lstm", TypeError, "d_h_n", backward(None, zeros(L * 2, B, P))),
+    Row("d_h_n-shape", "gru_bf", ValueError, "d_h_n", backward(None, zeros(B, L * 2, H))),
+    Row("d_c_n-shape", "lstm", ValueError, "d_c_n",
+        backward(None, (zeros(L * 2, B, P), zeros(L * 2, B, P)))),
+    Row("cell-d_h-shape", "lstmcell", ValueError, "d_h", backward(zeros(B, H + 1))),
+    Row("cell-d_c-type", "lstmcell", TypeError, "d_c", backward(zeros(B, H), "0")),
+    Row("cell-d_h-tuple", "grucell", TypeError, "d_h", backward((zeros(B, H),))),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# the models' observable state
+
+
+def good_cotangents(name, outputs):
+    """Valid backward arguments after `outputs = forward_train(...)[:-1]` (ones everywhere)."""
+    ones = lambda a: np.ones_like(a)  # noqa: E731
+    if name == "lstmcell":
+        return tuple(ones(a) for a in outputs[0])
+    if name == "grucell":
+        return (ones(outputs[0]),)
+    out, h_n = outputs
+    return (ones(out), tuple(ones(a) for a in h_n) if isinstance(h_n, tuple) else ones(h_n))
+
+
+class Ctx:
+    """Per-row context: a tape of the model's made on first use (forward_train, good input)."""
+
+    def __init__(self, model, name):
+        self.model, self.name = model, name
+        self.tape_used = False
+        self._tape = None
+
+    @property
+    def tape(self):
+        if self._tape is None:
+            *self.outputs, self._tape = self.model.forward_train(good_input(self.name))
+        return self._tape
+
+
+def observe(model, name, tape=None, outputs=None):
+    """Everything a later valid use shows: forward outputs, forward_train outputs and the
+    gradients of backward (on `tape` if given, else on a fresh one)."""
+    x = good_input(name)
+    seen = flatten(model(x))
+    if tape is None:
+        *outputs, tape = model.forward_train(x)
+    dx, dhx, grads = model.backward(tape, *good_cotangents(name, outputs))
+    *outputs2, tape2 = model.forward_train(x)
+    return seen + flatten(tuple(outputs)) + flatten(tuple(outputs2)) + flatten(dx) + \
+        flatten(dhx) + list(grads.values())
+
+
+@pytest.mark.parametrize("row", [pytest.param(r, id=r.id, marks=[pytest.mark.xfail(
+    reason=r.bug, strict=True)] if r.bug else []) for r in ROWS])
+def test_row(row):
+    threads_before = fusedrnn.get_num_threads()
+    model = make_model(row.model) if row.model else None
+    ctx = Ctx(model, row.model)
+    before = model.state_dict() if model else None
+    with pytest.raises(row.exc) as info:
+        row.call(model, ctx)
+    assert re.search(row.arg, str(info.value)), f"message does not name {row.arg!r}: {info.value}"
+    assert fusedrnn.get_num_threads() == threads_before
+    if model is None:
+        return
+    after = model.state_dict()
+    assert list(after) == list(before)
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    twin = make_model(row.model)
+    if ctx._tape is not None:
+        # the twin takes the same steps: one forward_train (and backward if the row used it)
+        *twin_outputs, twin_tape = twin.forward_train(good_input(row.model))
+        if ctx.tape_used:
+            twin.backward(twin_tape, *good_cotangents(row.model, twin_outputs))
+            got, want = observe(model, row.model), observe(twin, row.model)
+        else:
+            got = observe(model, row.model, ctx.tape, ctx.outputs)
+            want = observe(twin, row.model, twin_tape, twin_outputs)
+    else:
+        got, want = observe(model, row.model), observe(twin, row.model)
+    assert len(got) == len(want)
+    for k, (a, b) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(a, b, err_msg=f"value {k} after the failed call")
+
+
+def doc_row_ids():
+    with open(DOC, encoding="utf-8") as f:
+        return re.findall(r"^\|\s*`([^`]+)`\s*\|", f.read(), flags=re.M)
+
+
+def test_docs_table_mirrors_rows():
+    """docs/errors.md lists exactly these rows, in this order."""
+    assert doc_row_ids() == [r.id for r in ROWS]
