@@ -300,3 +300,38 @@ def activations_memview(const floating[::1] x, floating[::1] sig, floating[::1] 
 def packed_work_size(Py_ssize_t M, Py_ssize_t K, bint double):
     """Elements of one thread's workspace for pgemm on an (M, K) left operand."""
     return fr_packed_work_size_f64(M, K) if double else fr_packed_work_size_f32(M, K)
+
+
+# ---------------------------------------------------------------- test hooks (SIMD headers)
+from fr_isa cimport fr_isa, fr_set_isa, fr_isa_name
+from packed_gemm cimport fr_pack_f32, fr_pack_f64, fr_pack_trans_f32, fr_pack_trans_f64
+
+
+def isa_memview(int isa=-1):
+    """Name of the SIMD path of this module (fr_isa.h); isa >= 0 first forces one
+    (fr_set_isa: 1 scalar, 2 avx2, 3 avx512, 0 back to the CPU and FUSEDRNN_ISA). Tests only."""
+    if isa >= 0:
+        fr_set_isa(isa)
+    return fr_isa_name(fr_isa()).decode()
+
+
+def pack_memview(const floating[:, ::1] W, floating[::1] Wp, bint trans):
+    """Wp = fr_pack(W) for W (N, K), or fr_pack_trans(W) = the packing of W^T for W (K, N).
+    Tests only."""
+    cdef Py_ssize_t N = W.shape[1] if trans else W.shape[0]
+    cdef Py_ssize_t K = W.shape[0] if trans else W.shape[1]
+    if Wp.shape[0] < fr_packed_size_f32(N, K):
+        raise ValueError(f"Wp must have {fr_packed_size_f32(N, K)} elements, got {Wp.shape[0]}")
+    if N == 0 or K == 0:
+        return
+    with nogil:
+        if floating is float:
+            if trans:
+                fr_pack_trans_f32(N, K, &W[0, 0], W.shape[1], &Wp[0])
+            else:
+                fr_pack_f32(N, K, &W[0, 0], W.shape[1], &Wp[0])
+        else:
+            if trans:
+                fr_pack_trans_f64(N, K, &W[0, 0], W.shape[1], &Wp[0])
+            else:
+                fr_pack_f64(N, K, &W[0, 0], W.shape[1], &Wp[0])
