@@ -232,6 +232,22 @@ def rng(request):
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
+ISAS = {"scalar": 1, "avx2": 2, "avx512": 3}   # codes of kernels/fr_isa.h
+
+
+@pytest.fixture(params=list(ISAS))
+def isa(request):
+    """Force one SIMD path of fusedrnn._lstm (skip if the CPU lacks it); back to auto after."""
+    lstm = importlib.import_module("fusedrnn._lstm")
+    got = lstm.isa_memview(ISAS[request.param])
+    try:
+        if got != request.param:
+            pytest.skip(f"this CPU has no {request.param} (best: {got})")
+        yield got
+    finally:
+        lstm.isa_memview(0)
+
+
 def pytest_configure(config):
     # torch's own notice when it falls back from oneDNN for proj_size > 0; not about fusedrnn.
     config.addinivalue_line(

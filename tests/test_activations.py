@@ -1,7 +1,8 @@
 """The kernels' own sigmoid/tanh against float64 NumPy on a dense grid and at the extremes.
 
 Both dtypes use branch-free polynomial exp/tanh (kernels/rnn_math.h); these bounds are their measured
-accuracy (about 1-2 ulp) and are referred to in that header.
+accuracy (about 1-2 ulp) and are referred to in that header.  Every test runs on each SIMD path
+of this CPU (the `isa` fixture of conftest.py).
 """
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ def _exact(x):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_accuracy_on_dense_grid(dtype):
+def test_accuracy_on_dense_grid(isa, dtype):
     x = np.concatenate([np.linspace(-30, 30, 600_001), np.linspace(-1e-3, 1e-3, 20_001),
                         [0.0, 1e-30, -1e-30, 0.625, -0.625]]).astype(dtype)
     sig, th = _activations(x)
@@ -37,7 +38,7 @@ def test_accuracy_on_dense_grid(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_extremes_saturate_without_overflow(dtype):
+def test_extremes_saturate_without_overflow(isa, dtype):
     big = np.array([-1e30, -1e4, -100, -88.5, -87, 87, 88.5, 100, 1e4, 1e30,
                     -np.inf, np.inf], dtype=dtype)
     with np.errstate(all="raise"):
@@ -50,7 +51,7 @@ def test_extremes_saturate_without_overflow(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_nan_propagates(dtype):
+def test_nan_propagates(isa, dtype):
     x = np.full(37, np.nan, dtype=dtype)   # 37: vector body and remainder
     sig, th = _activations(x)
     assert np.isnan(sig).all() and np.isnan(th).all()
