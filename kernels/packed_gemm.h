@@ -180,27 +180,31 @@ FRP_INLINE void frp_prefetch(const void *p, size_t bytes)
         __builtin_prefetch((const char *)p + l, 0, 2);
 }
 
-/* SIMD micro-kernel, generic over the vector type: MR rows (a compile-time constant once
- * inlined) x NV vectors of VL lanes, columns at B[k * 32 + 0 .. NV*VL).  With few rows the k loop
+/* SIMD micro-kernel, generic over the vector type VEC_ (W bits, S = ps | pd: the intrinsics'
+ * names): MR rows (a compile-time constant once inlined) x NV vectors of VL lanes, columns at
+ * B[k * 32 + 0 .. NV*VL).  With few rows the k loop
  * is unrolled by U into U sets of accumulators (as many as fit in the REGS vector registers), so
  * that enough independent FMA chains and loads are in flight. */
 #ifndef FRP_UNROLL
 #define FRP_UNROLL 4
 #endif
-#define FRP_UK_STEP(k, c)                                                                          \
+/* the intrinsic _mm<W>_<op>_<S>, e.g. FRP_V(512, ps, fmadd) is _mm512_fmadd_ps */
+#define FRP_V(W, S, op) _mm##W##_##op##_##S
+#define FRP_UK_STEP(W, S, k, c, PF)                                                                \
     do {                                                                                           \
         const ptrdiff_t o_ = (k) * FR_PACKED_NR;                                                   \
-        if (pfd > 0 && o_ + pfd < pfn)                                                             \
+        if (PF)                                                                                    \
             frp_prefetch(B + o_ + pfd, NV * VL * sizeof(*B));                                      \
         VEC b_[NV];                                                                                \
-        _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) b_[v] = LOADU(B + o_ + v * VL);       \
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                       \
+            b_[v] = FRP_V(W, S, loadu)(B + o_ + v * VL);                                           \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                    \
-            const VEC a_ = SET1(A[(k) * MR + i]);                                                  \
+            const VEC a_ = FRP_V(W, S, set1)(A[(k) * MR + i]);                                     \
             _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                   \
-                c[i][v] = FMADD(a_, b_[v], c[i][v]);                                               \
+                c[i][v] = FRP_V(W, S, fmadd)(a_, b_[v], c[i][v]);                                  \
         }                                                                                          \
     } while (0)
-#define FRP_DEFINE_UKERNEL(NAME, TARGET, real, VEC_, VL_, NV_, REGS)                               \
+#define FRP_DEFINE_UKERNEL(NAME, TARGET, real, VEC_, W, S, VL_, NV_, REGS)                         \
 TARGET FRP_INLINE void NAME(const int MR, ptrdiff_t kc, const real *FRP_RESTRICT A,                \
         const real *FRP_RESTRICT B, ptrdiff_t pfd, ptrdiff_t pfn, int acc, real *FRP_RESTRICT C,   \
         ptrdiff_t ldc)                                                                             \
@@ -213,116 +217,80 @@ TARGET FRP_INLINE void NAME(const int MR, ptrdiff_t kc, const real *FRP_RESTRICT
     VEC c[FRP_UNROLL][FRP_MR_MAX][NV];                                                             \
     _Pragma("GCC unroll 4") for (int u = 0; u < U; u++)                                            \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                      \
-            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) c[u][i][v] = ZERO();              \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                   \
+                c[u][i][v] = FRP_V(W, S, setzero)();                                               \
+    /* rows k < kpf prefetch row k + pfd / 32, which lies in [B, B + pfn) */                     \
+    ptrdiff_t kpf = pfd <= 0 || pfn <= pfd ? 0 : (pfn - pfd + FR_PACKED_NR - 1) / FR_PACKED_NR;    \
+    kpf = kpf < kc ? kpf : kc;                                                                     \
     ptrdiff_t k = 0;                                                                               \
+    for (; k + U <= kpf; k += U)                                                                   \
+        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++)                                        \
+            FRP_UK_STEP(W, S, k + u, c[u], 1);                                                     \
     for (; k + U <= kc; k += U)                                                                    \
         _Pragma("GCC unroll 4") for (int u = 0; u < U; u++)                                        \
-            FRP_UK_STEP(k + u, c[u]);                                                              \
+            FRP_UK_STEP(W, S, k + u, c[u], 0);                                                     \
     for (; k < kc; k++)                                                                            \
-        FRP_UK_STEP(k, c[0]);                                                                      \
+        FRP_UK_STEP(W, S, k, c[0], k < kpf);                                                       \
     _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                          \
         _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) {                                     \
             real *ci = C + i * ldc + v * VL;                                                       \
             VEC s = c[0][i][v];                                                                    \
-            _Pragma("GCC unroll 4") for (int u = 1; u < U; u++) s = ADD(s, c[u][i][v]);            \
-            STOREU(ci, acc ? ADD(s, LOADU(ci)) : s);                                               \
+            _Pragma("GCC unroll 4") for (int u = 1; u < U; u++)                                    \
+                s = FRP_V(W, S, add)(s, c[u][i][v]);                                               \
+            FRP_V(W, S, storeu)(ci, acc ? FRP_V(W, S, add)(s, FRP_V(W, S, loadu)(ci)) : s);        \
         }                                                                                          \
 }
 
 /* block kernel: switch on the row count to the constant-MR micro-kernels (rows beyond the
  * kernel's mrmax are never asked for), then loop over the column blocks of the panel */
-#define FRP_CASE(UK, STEP, m)                                                                      \
+#define FRP_CASE(UK, STEP, MRMAX, m)                                                               \
     case m:                                                                                        \
-        for (int s = 0; s < FR_PACKED_NR; s += STEP)                                               \
-            UK(m, kc, A, B + s, pfd, pfn - s, acc, C + s, ldc);                                    \
+        if (m <= MRMAX) /* no code for row counts the kernel is never given */                    \
+            for (int s = 0; s < FR_PACKED_NR; s += STEP)                                           \
+                UK(m, kc, A, B + s, pfd, pfn - s, acc, C + s, ldc);                                \
         break;
-#define FRP_DEFINE_BLK(NAME, UK, TARGET, real, STEP)                                               \
+#define FRP_DEFINE_BLK(NAME, UK, TARGET, real, STEP, MRMAX)                                        \
 TARGET static void NAME(int mr, ptrdiff_t kc, const real *A, const real *B, ptrdiff_t pfd,         \
                         ptrdiff_t pfn, int acc, real *C, ptrdiff_t ldc)                            \
 {                                                                                                  \
     switch (mr) {                                                                                  \
-    FRP_CASE(UK, STEP, 1) FRP_CASE(UK, STEP, 2) FRP_CASE(UK, STEP, 3) FRP_CASE(UK, STEP, 4)        \
-    FRP_CASE(UK, STEP, 5) FRP_CASE(UK, STEP, 6) FRP_CASE(UK, STEP, 7) FRP_CASE(UK, STEP, 8)        \
-    FRP_CASE(UK, STEP, 9) FRP_CASE(UK, STEP, 10) FRP_CASE(UK, STEP, 11) FRP_CASE(UK, STEP, 12)     \
+    FRP_CASE(UK, STEP, MRMAX, 1) FRP_CASE(UK, STEP, MRMAX, 2) FRP_CASE(UK, STEP, MRMAX, 3)         \
+    FRP_CASE(UK, STEP, MRMAX, 4) FRP_CASE(UK, STEP, MRMAX, 5) FRP_CASE(UK, STEP, MRMAX, 6)         \
+    FRP_CASE(UK, STEP, MRMAX, 7) FRP_CASE(UK, STEP, MRMAX, 8) FRP_CASE(UK, STEP, MRMAX, 9)         \
+    FRP_CASE(UK, STEP, MRMAX, 10) FRP_CASE(UK, STEP, MRMAX, 11) FRP_CASE(UK, STEP, MRMAX, 12)      \
     default: break;                                                                                \
     }                                                                                              \
 }
 
-/* the vector operations of FRP_UK_STEP / FRP_DEFINE_UKERNEL, one set per (ISA, type) */
-#define ZERO _mm512_setzero_ps
-#define SET1 _mm512_set1_ps
-#define LOADU _mm512_loadu_ps
-#define FMADD _mm512_fmadd_ps
-#define ADD _mm512_add_ps
-#define STOREU _mm512_storeu_ps
-FRP_DEFINE_UKERNEL(frp_uk_avx512_f32, FR_TARGET_AVX512, float, __m512, 16, 2, 32)
-#undef ZERO
-#undef SET1
-#undef LOADU
-#undef FMADD
-#undef ADD
-#undef STOREU
-#define ZERO _mm512_setzero_pd
-#define SET1 _mm512_set1_pd
-#define LOADU _mm512_loadu_pd
-#define FMADD _mm512_fmadd_pd
-#define ADD _mm512_add_pd
-#define STOREU _mm512_storeu_pd
-FRP_DEFINE_UKERNEL(frp_uk_avx512_f64, FR_TARGET_AVX512, double, __m512d, 8, 4, 32)
-#undef ZERO
-#undef SET1
-#undef LOADU
-#undef FMADD
-#undef ADD
-#undef STOREU
-#define ZERO _mm256_setzero_ps
-#define SET1 _mm256_set1_ps
-#define LOADU _mm256_loadu_ps
-#define FMADD _mm256_fmadd_ps
-#define ADD _mm256_add_ps
-#define STOREU _mm256_storeu_ps
-FRP_DEFINE_UKERNEL(frp_uk_avx2_f32, FR_TARGET_AVX2, float, __m256, 8, 2, 16)
-FRP_DEFINE_UKERNEL(frp_uk_avx2_small_f32, FR_TARGET_AVX2, float, __m256, 8, 4, 16)
-#undef ZERO
-#undef SET1
-#undef LOADU
-#undef FMADD
-#undef ADD
-#undef STOREU
-#define ZERO _mm256_setzero_pd
-#define SET1 _mm256_set1_pd
-#define LOADU _mm256_loadu_pd
-#define FMADD _mm256_fmadd_pd
-#define ADD _mm256_add_pd
-#define STOREU _mm256_storeu_pd
-FRP_DEFINE_UKERNEL(frp_uk_avx2_f64, FR_TARGET_AVX2, double, __m256d, 4, 2, 16)
-FRP_DEFINE_UKERNEL(frp_uk_avx2_small_f64, FR_TARGET_AVX2, double, __m256d, 4, 8, 16)
-#undef ZERO
-#undef SET1
-#undef LOADU
-#undef FMADD
-#undef ADD
-#undef STOREU
+/* (name, target, type, vector type, bits, ps|pd, lanes, vectors per row, vector registers) */
+FRP_DEFINE_UKERNEL(frp_uk_avx512_f32, FR_TARGET_AVX512, float, __m512, 512, ps, 16, 2, 32)
+FRP_DEFINE_UKERNEL(frp_uk_avx512_f64, FR_TARGET_AVX512, double, __m512d, 512, pd, 8, 4, 32)
+FRP_DEFINE_UKERNEL(frp_uk_avx2_f32, FR_TARGET_AVX2, float, __m256, 256, ps, 8, 2, 16)
+FRP_DEFINE_UKERNEL(frp_uk_avx2_f64, FR_TARGET_AVX2, double, __m256d, 256, pd, 4, 2, 16)
+FRP_DEFINE_UKERNEL(frp_uk_avx2_small_f32, FR_TARGET_AVX2, float, __m256, 256, ps, 8, 4, 16)
+FRP_DEFINE_UKERNEL(frp_uk_avx2_small_f64, FR_TARGET_AVX2, double, __m256d, 256, pd, 4, 8, 16)
 
-FRP_DEFINE_BLK(frp_blk_avx512_f32, frp_uk_avx512_f32, FR_TARGET_AVX512, float, 32)
-FRP_DEFINE_BLK(frp_blk_avx512_f64, frp_uk_avx512_f64, FR_TARGET_AVX512, double, 32)
-FRP_DEFINE_BLK(frp_blk_avx2_f32, frp_uk_avx2_f32, FR_TARGET_AVX2, float, 16)
-FRP_DEFINE_BLK(frp_blk_avx2_f64, frp_uk_avx2_f64, FR_TARGET_AVX2, double, 8)
-FRP_DEFINE_BLK(frp_blk_avx2_small_f32, frp_uk_avx2_small_f32, FR_TARGET_AVX2, float, 32)
-FRP_DEFINE_BLK(frp_blk_avx2_small_f64, frp_uk_avx2_small_f64, FR_TARGET_AVX2, double, 32)
+/* (name, micro-kernel, target, type, column step, mrmax) */
+FRP_DEFINE_BLK(frp_blk_avx512_f32, frp_uk_avx512_f32, FR_TARGET_AVX512, float, 32, 12)
+FRP_DEFINE_BLK(frp_blk_avx512_f64, frp_uk_avx512_f64, FR_TARGET_AVX512, double, 32, 6)
+FRP_DEFINE_BLK(frp_blk_avx2_f32, frp_uk_avx2_f32, FR_TARGET_AVX2, float, 16, 6)
+FRP_DEFINE_BLK(frp_blk_avx2_f64, frp_uk_avx2_f64, FR_TARGET_AVX2, double, 8, 6)
+FRP_DEFINE_BLK(frp_blk_avx2_small_f32, frp_uk_avx2_small_f32, FR_TARGET_AVX2, float, 32, 3)
+FRP_DEFINE_BLK(frp_blk_avx2_small_f64, frp_uk_avx2_small_f64, FR_TARGET_AVX2, double, 32, 1)
 
-/* (block kernel, mrmax) of an ISA for M rows; AVX2 walks whole panels when M fits one row block */
+/* (block kernel, mrmax) of an ISA for M rows (the mrmax of FRP_DEFINE_BLK above); AVX2 walks
+ * whole panels when M fits one row block */
 #define FRP_SELECT_SIMD_f32                                                                        \
     case FR_ISA_AVX512: *blk = frp_blk_avx512_f32; *mrmax = 12; break;                             \
     case FR_ISA_AVX2:                                                                              \
-        if (M <= 3) { *blk = frp_blk_avx2_small_f32; *mrmax = 3; }                       \
-        else { *blk = frp_blk_avx2_f32; *mrmax = 6; }                                              \
+        if (M <= 3) { *blk = frp_blk_avx2_small_f32; *mrmax = 3; }                                 \
+        else { *blk = frp_blk_avx2_f32; *mrmax = 6; *whole = 0; }                                  \
         break;
 #define FRP_SELECT_SIMD_f64                                                                        \
     case FR_ISA_AVX512: *blk = frp_blk_avx512_f64; *mrmax = 6; break;                              \
     case FR_ISA_AVX2:                                                                              \
-        if (M <= 1) { *blk = frp_blk_avx2_small_f64; *mrmax = 1; }                       \
-        else { *blk = frp_blk_avx2_f64; *mrmax = 6; }                                              \
+        if (M <= 1) { *blk = frp_blk_avx2_small_f64; *mrmax = 1; }                                 \
+        else { *blk = frp_blk_avx2_f64; *mrmax = 6; *whole = 0; }                                  \
         break;
 #else
 #define FRP_SELECT_SIMD_f32
@@ -335,16 +303,23 @@ FRP_DEFINE_BLK(frp_blk_avx2_small_f64, frp_uk_avx2_small_f64, FR_TARGET_AVX2, do
  * Per chunk the loop order is: panels of the column range, k-blocks, row blocks, so one panel
  * block (32 x KC) stays in L1 while all row blocks go through it, and the chunk's strip of C
  * (mc x 32, updated once per k-block) stays in L1/L2; the first row block prefetches the next
- * block.  A single row block (small M) takes the whole k-range at once: W then streams linearly,
- * panel after panel.  A chunk is packed once per call into the caller's workspace `work`
- * (fr_packed_work_size(M, K) elements; nothing is allocated here, and each thread needs its own).
+ * block.  A single row block (small M) of a whole-panel kernel takes the whole k-range at once:
+ * W then streams linearly, panel after panel.  A chunk is packed once per call into the caller's
+ * workspace `work` (fr_packed_work_size(M, K) elements; nothing is allocated here, and each
+ * thread needs its own).
  * Without it (work NULL) the loop order is k-blocks, row blocks (packed into a buffer on the
- * stack), panels: correct, only slower.
- * Partial panels (column range not covering the whole panel) go through a small tile. */
+ * stack), panels: correct, only slower for large M; and faster for a single row block of a
+ * kernel that walks the panel in two column passes (AVX2, 4-6 rows: 82% of the FMA peak instead
+ * of 74% at H = 256), so that case takes it too.
+ * Partial panels (column range not covering the whole panel) go through a small tile.
+ */
 #define FRP_DEFINE_DRIVER_HELPERS(SFX, real)                                                       \
-static void frp_select_##SFX(ptrdiff_t M, frp_blk_##SFX *blk, int *mrmax)                          \
+/* the block kernel for M rows, its mrmax, and whether it reads each k-row of a panel once      \
+ * (whole panel per pass), so that a single row block needs no blocking over K */                  \
+static void frp_select_##SFX(ptrdiff_t M, frp_blk_##SFX *blk, int *mrmax, int *whole)             \
 {                                                                                                  \
     (void)M;                                                                                       \
+    *whole = 1;                                                                                    \
     switch (fr_isa()) {                                                                            \
     FRP_SELECT_SIMD_##SFX                                                                          \
     default: *blk = frp_blk_scalar_##SFX; *mrmax = 8; break;                                       \
@@ -374,12 +349,12 @@ static inline void frp_tile_##SFX(frp_blk_##SFX blk, int mr, ptrdiff_t kc, const
 
 #define FRP_DEFINE_DRIVER(SFX, real, KC)                                                           \
 /* the chunk's rows are packed in Ap: block b (rows i0 .. i0 + mr) at Ap + i0 K, k-major */        \
-static void frp_gemm_chunk_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrdiff_t n0,          \
-        ptrdiff_t n1, ptrdiff_t K, const real *Ap, const real *Wp, real beta, real *C,             \
-        ptrdiff_t ldc)                                                                             \
+static void frp_gemm_chunk_##SFX(frp_blk_##SFX blk, int mrmax, int whole, ptrdiff_t M,             \
+        ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K, const real *Ap, const real *Wp, real beta,        \
+        real *C, ptrdiff_t ldc)                                                                    \
 {                                                                                                  \
     ptrdiff_t nb = (M + mrmax - 1) / mrmax, mb = M / nb, nbig = M % nb;                            \
-    ptrdiff_t kcmax = nb == 1 ? K : KC;                                                            \
+    ptrdiff_t kcmax = nb == 1 && whole ? K : KC;                                                   \
     ptrdiff_t pend = (n1 + FR_PACKED_NR - 1) / FR_PACKED_NR; /* panels [n0 / 32, pend) */          \
     for (ptrdiff_t p = n0 / FR_PACKED_NR; p < pend; p++) {                                         \
         ptrdiff_t j0 = p * FR_PACKED_NR;                                                           \
@@ -444,7 +419,7 @@ FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdi
         ptrdiff_t ldc, real *work)                                                                 \
 {                                                                                                  \
     frp_blk_##SFX blk;                                                                             \
-    int mrmax;                                                                                     \
+    int mrmax, whole;                                                                              \
     n1 = n1 > N ? N : n1;                                                                          \
     n0 = n0 < 0 ? 0 : n0;                                                                          \
     if (M <= 0 || n0 >= n1)                                                                        \
@@ -455,8 +430,8 @@ FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdi
                 C[i * ldc + j] = beta != 0 ? C[i * ldc + j] : 0;                                   \
         return;                                                                                    \
     }                                                                                              \
-    frp_select_##SFX(M, &blk, &mrmax);                                                             \
-    if (work == NULL) {                                                                            \
+    frp_select_##SFX(M, &blk, &mrmax, &whole);                                                     \
+    if (work == NULL || (M <= mrmax && !whole)) {                                                 \
         frp_gemm_stack_##SFX(blk, mrmax, M, n0, n1, K, A, lda, Wp, beta, C, ldc);                  \
         return;                                                                                    \
     }                                                                                              \
@@ -471,7 +446,7 @@ FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdi
             frp_pack_a_##SFX(mr, K, A + (m0 + i0) * lda, lda, work + i0 * K);                      \
             i0 += mr;                                                                              \
         }                                                                                          \
-        frp_gemm_chunk_##SFX(blk, mrmax, Mc, n0, n1, K, work, Wp, beta, C + m0 * ldc, ldc);        \
+        frp_gemm_chunk_##SFX(blk, mrmax, whole, Mc, n0, n1, K, work, Wp, beta, C + m0 * ldc, ldc); \
         m0 += Mc;                                                                                  \
     }                                                                                              \
 }
