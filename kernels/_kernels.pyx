@@ -439,18 +439,19 @@ def packed_work_size(Py_ssize_t M, Py_ssize_t K, bint dbl):
 
 
 cdef object pack(object W, bint trans):
-    """The packed copy of W (N, K) (of W^T when trans) for the packed GEMM."""
-    cdef cnp.ndarray A = np.ascontiguousarray(W.T if trans else W)
-    cdef Py_ssize_t N = A.shape[0], K = A.shape[1]
+    """The packed copy of W (N, K), or of W^T when trans (W then (K, N)), for the packed GEMM."""
+    cdef cnp.ndarray A = np.ascontiguousarray(W)
+    cdef Py_ssize_t N = A.shape[1] if trans else A.shape[0]
+    cdef Py_ssize_t K = A.shape[0] if trans else A.shape[1]
     cdef bint dbl = A.dtype == np.float64
     Wp = aligned_empty(max(1, packed_size(N, K, dbl)), A.dtype)
     cdef void *dst = cnp.PyArray_DATA(<cnp.ndarray>Wp)
     cdef const void *src = cnp.PyArray_DATA(A)
     with nogil:
         if dbl:
-            pack_weights(N, K, <const double *>src, <double *>dst)
+            pack_weights(N, K, <const double *>src, <double *>dst, trans)
         else:
-            pack_weights(N, K, <const float *>src, <float *>dst)
+            pack_weights(N, K, <const float *>src, <float *>dst, trans)
     return Wp
 
 
@@ -706,6 +707,11 @@ def gemm_memview(bint trans_a, bint trans_b, double alpha, const floating[:, ::1
         gemm(Trans if trans_a else NoTrans, Trans if trans_b else NoTrans, m, n, k,
              <floating>alpha, &A[0, 0], A.shape[1], &B[0, 0], B.shape[1], <floating>beta,
              &C[0, 0], C.shape[1])
+
+
+def pack_memview(W, bint trans):
+    """The packed copy of W (N, K), or of W^T for W (K, N) when trans (tests only)."""
+    return pack(W, trans)
 
 
 def packed_gemm_memview(const floating[:, ::1] A, W, double beta, floating[:, ::1] C,

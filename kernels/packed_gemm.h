@@ -12,26 +12,38 @@
  *
  *     Wp[(p K + k) 32 + j] = W[32 p + j, k]     (0 when 32 p + j >= N)
  *
- * so fr_packed_size = ceil(N / 32) * 32 * K elements.  A k-range of a panel is contiguous, which is
- * what the kernel uses for cache blocking over K (blocks of FRP_KC_* values of k).
+ * so fr_packed_size = ceil(N / 32) * 32 * K elements.  A k-range of a panel is contiguous, and so
+ * is a range of whole panels.  fr_pack_trans_* writes the same layout for W given transposed
+ * (stored as K x N: W[j, k] at Wt[k ldw + j]), e.g. W_hh^T for the backward pass.
  * Wp needs no particular alignment; 64-byte alignment avoids cache-line splits and is faster.
  *
- * Kernels.  AVX-512: accumulators for up to 12 rows x 32 float32 columns (2 zmm per row) or
- * 6 rows x 32 float64 columns (4 zmm per row), one broadcast of A[i, k] per row and k.
- * AVX2+FMA: the panel is processed in column blocks of 2 ymm (16 float32 / 8 float64 columns)
- * with up to 6 rows.  Scalar: plain C (vectorised by the compiler for the baseline ISA).
- * Rows of A are split into balanced blocks of at most the kernel's row count.
- * The ISA is chosen at run time (__builtin_cpu_supports) on x86-64 with gcc/clang; elsewhere the
- * scalar code is used.  No -march flag is needed: the SIMD functions carry target attributes.
+ * Kernels (one block kernel per ISA chosen by fr_isa(), kernels/fr_isa.h; no -march flag is
+ * needed: the SIMD functions carry target attributes).  A block kernel computes up to mrmax rows
+ * of one panel, with the accumulators in registers and one broadcast of A[i, k] per row and k:
+ *   AVX-512: the whole panel (2 zmm float32, 4 zmm float64 per row), mrmax 12 / 6.
+ *   AVX2+FMA: the panel in column blocks of 2 ymm (16 float32 / 8 float64 columns), mrmax 6;
+ *     but when M fits one block of the whole-panel kernel (4 ymm float32, 8 ymm float64 per row:
+ *     M <= 3 float32, M = 1 float64; memory-bound, e.g. batch 1) that one, so that W streams
+ *     linearly instead of in two passes over every other cache line.
+ *   Scalar: plain C (vectorised by the compiler for the baseline ISA), mrmax 8.
+ * With few rows the k loop is unrolled into up to FRP_UNROLL = 4 sets of accumulators (as many as
+ * the registers allow), so that enough independent FMA chains and loads are in flight.
+ * Measured (Zen 4, 1 thread, float32, W_hh of an LSTM, H = 256 / 512 / 1024 = 1 / 4 / 16 MiB):
+ * batch 1 reads W at 90-96% of a plain streaming read of the same buffer on the AVX-512 path and
+ * 90-98% on the AVX2 path (was 93/80/~75% and 85/66/53%); M >= 16 runs at 90-97% of the FMA
+ * peak (measured against a plain FMA loop in the same run).
  *
  * Threads: fr_gemm_packed_* only writes C[:, n0:n1], so threads may share A, Wp and C and each
  * take a column range whose bounds are multiples of fr_packed_nr() (the last one may end at N).
- * (Other bounds are accepted and are correct, only slower.)
+ * (Other bounds are accepted and are correct, only slower.)  A call reads (and prefetches) only
+ * the panels of its column range.
  */
 #ifndef FUSEDRNN_PACKED_GEMM_H
 #define FUSEDRNN_PACKED_GEMM_H
 
 #include <stddef.h>
+
+#include "fr_isa.h"
 
 #define FR_PACKED_NR 32
 
@@ -45,90 +57,44 @@
 #define FRP_RESTRICT
 #endif
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FUSEDRNN_NO_DISPATCH)
-#define FRP_X86 1
+#if FR_X86
 #include <immintrin.h>
-#else
-#define FRP_X86 0
 #endif
 
-/* an upper bound of the kernels' row counts (mrmax, at most 12), used to size the caller's
- * workspace (fr_packed_work_size) */
-#define FRP_MR_BOUND 16
+/* the largest row count of any block kernel (mrmax); sizes the accumulators, the tile and the
+ * A buffer on the stack, and the minimum rows of the caller's workspace (fr_packed_work_size) */
+#define FRP_MR_MAX 12
 
 /* cache blocking over K: a 32-column panel block of KC values of k is 32 KB, it stays in L1 while
- * all row blocks of A go through it */
+ * all row blocks of A go through it (a single row block walks the whole k-range instead) */
 #ifndef FRP_KC_F32
 #define FRP_KC_F32 256
+#endif
+#ifndef FRP_KC_F64
+#define FRP_KC_F64 128
 #endif
 /* rows of A processed per pass over W: the A block should stay in L2 (1-2 MB on recent x86) */
 #ifndef FRP_A_BYTES
 #define FRP_A_BYTES (1024 * 1024)
 #endif
-#ifndef FRP_KC_F64
-#define FRP_KC_F64 128
+/* software prefetch distance (bytes) of a single row block streaming W; 0: none (the hardware
+ * prefetcher follows the linear stream) */
+#ifndef FRP_PF_STREAM
+#define FRP_PF_STREAM 0
 #endif
-
-/* ISA codes for fr_packed_force_isa / fr_packed_isa */
-#define FR_ISA_AUTO 0
-#define FR_ISA_SCALAR 1
-#define FR_ISA_AVX2 2
-#define FR_ISA_AVX512 3
 
 FRP_API ptrdiff_t fr_packed_nr(void) { return FR_PACKED_NR; }
 
-/* ---------------------------------------------------------------- ISA selection */
-static int frp_isa_choice = 0; /* 0: not decided yet; written only with the same value per run */
-
-static int frp_isa_detect(void)
-{
-#if FRP_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f"))
-        return FR_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return FR_ISA_AVX2;
-#endif
-    return FR_ISA_SCALAR;
-}
-
-/* the ISA in use (detected once, cached) */
-FRP_API int fr_packed_isa(void)
-{
-#if defined(__GNUC__) || defined(__clang__)
-    int isa = __atomic_load_n(&frp_isa_choice, __ATOMIC_RELAXED);
-    if (isa == 0) {
-        isa = frp_isa_detect();
-        __atomic_store_n(&frp_isa_choice, isa, __ATOMIC_RELAXED);
-    }
-    return isa;
-#else
-    if (frp_isa_choice == 0)
-        frp_isa_choice = frp_isa_detect();
-    return frp_isa_choice;
-#endif
-}
-
-/* For tests and benchmarks: force one code path (FR_ISA_SCALAR, _AVX2, _AVX512) or go back to
- * detection (FR_ISA_AUTO).  A path the CPU lacks is replaced by the best one it has.  Not
- * thread-safe against concurrent fr_gemm_packed_* calls.  Returns the ISA now in use. */
-FRP_API int fr_packed_force_isa(int isa)
-{
-    int best = frp_isa_detect();
-    if (isa == FR_ISA_AUTO || isa > best || isa < FR_ISA_SCALAR)
-        isa = best;
-    frp_isa_choice = isa;
-    return isa;
-}
-
-/* ---------------------------------------------------------------- packing (ISA independent) */
+/* ---------------------------------------------------------------- packing (ISA independent)
+ * W[j, k] at W[j sj + k sk]: fr_pack (sj = ldw, sk = 1) and fr_pack_trans (sj = 1, sk = ldw) are
+ * this loop with constant unit strides. */
 #define FRP_DEFINE_PACK(SFX, real)                                                                 \
 FRP_API ptrdiff_t fr_packed_size_##SFX(ptrdiff_t N, ptrdiff_t K)                                   \
 {                                                                                                  \
     return (N + FR_PACKED_NR - 1) / FR_PACKED_NR * FR_PACKED_NR * K;                               \
 }                                                                                                  \
-FRP_API void fr_pack_##SFX(ptrdiff_t N, ptrdiff_t K, const real *FRP_RESTRICT W, ptrdiff_t ldw,    \
-                           real *FRP_RESTRICT Wp)                                                  \
+FRP_INLINE void frp_pack_strided_##SFX(ptrdiff_t N, ptrdiff_t K, const real *FRP_RESTRICT W,       \
+                                       ptrdiff_t sj, ptrdiff_t sk, real *FRP_RESTRICT Wp)          \
 {                                                                                                  \
     for (ptrdiff_t j0 = 0; j0 < N; j0 += FR_PACKED_NR) {                                           \
         ptrdiff_t w = N - j0 < FR_PACKED_NR ? N - j0 : FR_PACKED_NR;                               \
@@ -136,11 +102,22 @@ FRP_API void fr_pack_##SFX(ptrdiff_t N, ptrdiff_t K, const real *FRP_RESTRICT W,
         for (ptrdiff_t k = 0; k < K; k++) {                                                        \
             ptrdiff_t j = 0;                                                                       \
             for (; j < w; j++)                                                                     \
-                P[k * FR_PACKED_NR + j] = W[(j0 + j) * ldw + k];                                   \
+                P[k * FR_PACKED_NR + j] = W[(j0 + j) * sj + k * sk];                               \
             for (; j < FR_PACKED_NR; j++)                                                          \
                 P[k * FR_PACKED_NR + j] = 0;                                                       \
         }                                                                                          \
     }                                                                                              \
+}                                                                                                  \
+/* W (N, K) row-major, row stride ldw */                                                           \
+FRP_API void fr_pack_##SFX(ptrdiff_t N, ptrdiff_t K, const real *W, ptrdiff_t ldw, real *Wp)       \
+{                                                                                                  \
+    frp_pack_strided_##SFX(N, K, W, ldw, 1, Wp);                                                   \
+}                                                                                                  \
+/* the (N, K) matrix W^T, W stored row-major as (K, N) with row stride ldw */                      \
+FRP_API void fr_pack_trans_##SFX(ptrdiff_t N, ptrdiff_t K, const real *W, ptrdiff_t ldw,           \
+                                 real *Wp)                                                         \
+{                                                                                                  \
+    frp_pack_strided_##SFX(N, K, W, 1, ldw, Wp);                                                   \
 }
 
 FRP_DEFINE_PACK(f32, float)
@@ -151,19 +128,32 @@ FRP_DEFINE_PACK(f64, double)
  * panel, C[0:mr, 0:32] = A[0:mr, 0:kc] . Bp^T (+ C if acc), with Bp the panel at that k-block
  * (row stride 32) and A packed k-major: A(i, k) at A[k mr + i], so that the broadcasts read one
  * contiguous stream (rows of the caller's A, often 4 KB apart, would fight for the same L1 sets).
- * pf (same layout as B) is prefetched into L2 on the way: the block that comes next.
+ * On the way it prefetches into L2 the packed row pfd elements ahead of the one it reads (pfd a
+ * multiple of 32; 0: no prefetch) as long as that row lies in [B, B + pfn), pfn a multiple of 32:
+ * no pointer out of that range is formed.
  * Signature shared by all ISAs: */
-typedef void (*frp_blk_f32)(int mr, ptrdiff_t kc, const float *A, const float *B, const float *pf,
-                            int acc, float *C, ptrdiff_t ldc);
+typedef void (*frp_blk_f32)(int mr, ptrdiff_t kc, const float *A, const float *B, ptrdiff_t pfd,
+                            ptrdiff_t pfn, int acc, float *C, ptrdiff_t ldc);
 typedef void (*frp_blk_f64)(int mr, ptrdiff_t kc, const double *A, const double *B,
-                            const double *pf, int acc, double *C, ptrdiff_t ldc);
+                            ptrdiff_t pfd, ptrdiff_t pfn, int acc, double *C, ptrdiff_t ldc);
+
+/* C[0:m, 0:32] (=|+=) c[0:m][0:32]: the common store of the scalar kernel and the tile */
+#define FRP_DEFINE_STORE(SFX, real)                                                                \
+FRP_INLINE void frp_store_##SFX(int m, const real *FRP_RESTRICT c, ptrdiff_t ldcc, int acc,        \
+                                real *FRP_RESTRICT C, ptrdiff_t ldc, ptrdiff_t ja, ptrdiff_t jb)   \
+{                                                                                                  \
+    for (int i = 0; i < m; i++)                                                                    \
+        for (ptrdiff_t j = ja; j < jb; j++)                                                        \
+            C[i * ldc + j] = acc ? C[i * ldc + j] + c[i * ldcc + j] : c[i * ldcc + j];             \
+}
 
 /* scalar: rows in blocks of 4, the 32 columns as an inner loop the compiler can vectorise */
 #define FRP_DEFINE_SCALAR(SFX, real)                                                               \
 static void frp_blk_scalar_##SFX(int mr, ptrdiff_t kc, const real *FRP_RESTRICT A,                 \
-        const real *FRP_RESTRICT B, const real *pf, int acc, real *FRP_RESTRICT C, ptrdiff_t ldc)  \
+        const real *FRP_RESTRICT B, ptrdiff_t pfd, ptrdiff_t pfn, int acc, real *FRP_RESTRICT C,   \
+        ptrdiff_t ldc)                                                                             \
 {                                                                                                  \
-    (void)pf;                                                                                      \
+    (void)pfd, (void)pfn;                                                                          \
     for (int i0 = 0; i0 < mr; i0 += 4) {                                                           \
         int m = mr - i0 < 4 ? mr - i0 : 4;                                                         \
         real c[4][FR_PACKED_NR];                                                                   \
@@ -178,144 +168,176 @@ static void frp_blk_scalar_##SFX(int mr, ptrdiff_t kc, const real *FRP_RESTRICT 
                     c[i][j] += a * b[j];                                                           \
             }                                                                                      \
         }                                                                                          \
-        for (int i = 0; i < m; i++) {                                                              \
-            real *FRP_RESTRICT ci = C + (i0 + i) * ldc;                                            \
-            if (acc)                                                                               \
-                for (int j = 0; j < FR_PACKED_NR; j++)                                             \
-                    ci[j] += c[i][j];                                                              \
-            else                                                                                   \
-                for (int j = 0; j < FR_PACKED_NR; j++)                                             \
-                    ci[j] = c[i][j];                                                               \
-        }                                                                                          \
+        frp_store_##SFX(m, &c[0][0], FR_PACKED_NR, acc, C + i0 * ldc, ldc, 0, FR_PACKED_NR);       \
     }                                                                                              \
 }
 
+FRP_DEFINE_STORE(f32, float)
+FRP_DEFINE_STORE(f64, double)
 FRP_DEFINE_SCALAR(f32, float)
 FRP_DEFINE_SCALAR(f64, double)
 
-#if FRP_X86
-/* prefetch into L2 the cache lines of [p, p + bytes); with few rows the kernel is bound by its
- * loads of B, and extra prefetches only take load slots */
-#ifndef FRP_PF_MIN_MR
-#define FRP_PF_MIN_MR 4
-#endif
-#define FRP_PREFETCH(p, bytes)                                                                     \
-    if (MR >= FRP_PF_MIN_MR)                                                                       \
-        _Pragma("GCC unroll 4") for (size_t l_ = 0; l_ < (bytes); l_ += 64)                        \
-            _mm_prefetch((const char *)(p) + l_, _MM_HINT_T1)
+#if FR_X86
+/* prefetch into L2 the cache lines of [p, p + bytes) */
+FRP_INLINE void frp_prefetch(const void *p, size_t bytes)
+{
+    for (size_t l = 0; l < bytes; l += 64)
+        __builtin_prefetch((const char *)p + l, 0, 2);
+}
 
-/* SIMD micro-kernel, generic over the vector type: MR rows (a compile-time constant once
- * inlined) x NV vectors of VL lanes, columns at B[k * 32 + 0 .. NV*VL).  For MR <= 2 the k loop
- * is unrolled by two with a second set of accumulators, so that enough independent FMA chains
- * hide the FMA latency. */
-#define FRP_DEFINE_UKERNEL(NAME, TGT, real, vec, VL, NV, ZERO, LOADU, SET1, FMADD, ADD, STOREU)    \
-__attribute__((always_inline, target(TGT))) static inline void NAME(                               \
-        const int MR, ptrdiff_t kc, const real *FRP_RESTRICT A, const real *FRP_RESTRICT B,        \
-        const real *pf, int acc, real *FRP_RESTRICT C, ptrdiff_t ldc)                              \
-{                                                                                                  \
-    vec c[12][NV];                                                                                 \
-    _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                          \
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) c[i][v] = ZERO();                     \
-    ptrdiff_t k = 0;                                                                               \
-    if (MR <= 2) {                                                                                 \
-        vec d[2][NV];                                                                              \
-        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                      \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) d[i][v] = ZERO();                 \
-        for (; k + 2 <= kc; k += 2) {                                                              \
-            vec b0[NV], b1[NV];                                                                    \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                                 \
-                b0[v] = LOADU(B + k * FR_PACKED_NR + v * VL);                                      \
-                b1[v] = LOADU(B + (k + 1) * FR_PACKED_NR + v * VL);                                \
-            }                                                                                      \
-            FRP_PREFETCH(pf + k * FR_PACKED_NR, NV * VL * sizeof(real));                           \
-            FRP_PREFETCH(pf + (k + 1) * FR_PACKED_NR, NV * VL * sizeof(real));                     \
-            _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                \
-                vec a0 = SET1(A[k * MR + i]);                                                      \
-                vec a1 = SET1(A[(k + 1) * MR + i]);                                                \
-                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                             \
-                    c[i][v] = FMADD(a0, b0[v], c[i][v]);                                           \
-                    d[i][v] = FMADD(a1, b1[v], d[i][v]);                                           \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                      \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) c[i][v] = ADD(c[i][v], d[i][v]);  \
-    }                                                                                              \
-    for (; k < kc; k++) {                                                                          \
-        vec b[NV];                                                                                 \
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                       \
-            b[v] = LOADU(B + k * FR_PACKED_NR + v * VL);                                           \
-        FRP_PREFETCH(pf + k * FR_PACKED_NR, NV * VL * sizeof(real));                               \
+/* SIMD micro-kernel, generic over the vector type VEC_ (W bits, S = ps | pd: the intrinsics'
+ * names): MR rows (a compile-time constant once inlined) x NV vectors of VL lanes, columns at
+ * B[k * 32 + 0 .. NV*VL).  With few rows the k loop is unrolled by U into U sets of accumulators
+ * (as many as fit in the REGS vector registers), so that enough FMA chains and loads are in
+ * flight. */
+#ifndef FRP_UNROLL
+#define FRP_UNROLL 4
+#endif
+/* the intrinsic _mm<W>_<op>_<S>, e.g. FRP_V(512, ps, fmadd) is _mm512_fmadd_ps */
+#define FRP_V(W, S, op) _mm##W##_##op##_##S
+#define FRP_UK_STEP(W, S, k, c, PF)                                                                \
+    do {                                                                                           \
+        const ptrdiff_t o_ = (k) * FR_PACKED_NR;                                                   \
+        if (PF)                                                                                    \
+            frp_prefetch(B + o_ + pfd, NV * VL * sizeof(*B));                                      \
+        VEC b_[NV];                                                                                \
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                       \
+            b_[v] = FRP_V(W, S, loadu)(B + o_ + v * VL);                                           \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                    \
-            vec a = SET1(A[k * MR + i]);                                                           \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                   \
-                c[i][v] = FMADD(a, b[v], c[i][v]);                                                 \
+            const VEC a_ = FRP_V(W, S, set1)(A[(k) * MR + i]);                                     \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                   \
+                c[i][v] = FRP_V(W, S, fmadd)(a_, b_[v], c[i][v]);                                  \
         }                                                                                          \
-    }                                                                                              \
+    } while (0)
+#define FRP_DEFINE_UKERNEL(NAME, TARGET, real, VEC_, W, S, VL_, NV_, REGS)                         \
+TARGET FRP_INLINE void NAME(const int MR, ptrdiff_t kc, const real *FRP_RESTRICT A,                \
+        const real *FRP_RESTRICT B, ptrdiff_t pfd, ptrdiff_t pfn, int acc, real *FRP_RESTRICT C,   \
+        ptrdiff_t ldc)                                                                             \
+{                                                                                                  \
+    typedef VEC_ VEC;                                                                              \
+    enum { VL = VL_, NV = NV_ };                                                                   \
+    /* sets of accumulators: as many as fit with the MR broadcasts, at most FRP_UNROLL */         \
+    const int U = FRP_UNROLL * MR * (NV + 1) <= REGS - 2 ? FRP_UNROLL                             \
+                  : 2 * MR * (NV + 1) <= REGS - 2 ? 2 : 1;                                         \
+    VEC c[FRP_UNROLL][FRP_MR_MAX][NV];                                                             \
+    _Pragma("GCC unroll 4") for (int u = 0; u < U; u++)                                            \
+        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                      \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                   \
+                c[u][i][v] = FRP_V(W, S, setzero)();                                               \
+    /* rows k < kpf prefetch row k + pfd / 32, which lies in [B, B + pfn) */                     \
+    ptrdiff_t kpf = pfd <= 0 || pfn <= pfd ? 0 : (pfn - pfd + FR_PACKED_NR - 1) / FR_PACKED_NR;    \
+    kpf = kpf < kc ? kpf : kc;                                                                     \
+    ptrdiff_t k = 0;                                                                               \
+    for (; k + U <= kpf; k += U)                                                                   \
+        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++)                                        \
+            FRP_UK_STEP(W, S, k + u, c[u], 1);                                                     \
+    for (; k + U <= kc; k += U)                                                                    \
+        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++)                                        \
+            FRP_UK_STEP(W, S, k + u, c[u], 0);                                                     \
+    for (; k < kc; k++)                                                                            \
+        FRP_UK_STEP(W, S, k, c[0], k < kpf);                                                       \
     _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                          \
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                                     \
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) {                                     \
             real *ci = C + i * ldc + v * VL;                                                       \
-            STOREU(ci, acc ? ADD(c[i][v], LOADU(ci)) : c[i][v]);                                   \
+            VEC s = c[0][i][v];                                                                    \
+            _Pragma("GCC unroll 4") for (int u = 1; u < U; u++)                                    \
+                s = FRP_V(W, S, add)(s, c[u][i][v]);                                               \
+            FRP_V(W, S, storeu)(ci, acc ? FRP_V(W, S, add)(s, FRP_V(W, S, loadu)(ci)) : s);        \
         }                                                                                          \
 }
 
-/* block kernel: switch on the row count to the constant-MR micro-kernels, then loop over the
- * column blocks of the panel (32 / (NV VL) of them) */
-#define FRP_CASE(UK, STEP, m)                                                                      \
+/* block kernel: switch on the row count to the constant-MR micro-kernels (rows beyond the
+ * kernel's mrmax are never asked for), then loop over the column blocks of the panel */
+#define FRP_CASE(UK, STEP, MRMAX, m)                                                               \
     case m:                                                                                        \
-        for (int s = 0; s < FR_PACKED_NR; s += STEP)                                               \
-            UK(m, kc, A, B + s, pf + s, acc, C + s, ldc);                                          \
+        if (m <= MRMAX) /* no code for row counts the kernel is never given */                    \
+            for (int s = 0; s < FR_PACKED_NR; s += STEP)                                           \
+                UK(m, kc, A, B + s, pfd, pfn - s, acc, C + s, ldc);                                \
         break;
-#define FRP_DEFINE_BLK(NAME, UK, TGT, real, STEP)                                                  \
-__attribute__((target(TGT))) static void NAME(int mr, ptrdiff_t kc, const real *A,                 \
-        const real *B, const real *pf, int acc, real *C, ptrdiff_t ldc)                            \
+#define FRP_DEFINE_BLK(NAME, UK, TARGET, real, STEP, MRMAX)                                        \
+TARGET static void NAME(int mr, ptrdiff_t kc, const real *A, const real *B, ptrdiff_t pfd,         \
+                        ptrdiff_t pfn, int acc, real *C, ptrdiff_t ldc)                            \
 {                                                                                                  \
     switch (mr) {                                                                                  \
-    FRP_CASE(UK, STEP, 1) FRP_CASE(UK, STEP, 2) FRP_CASE(UK, STEP, 3) FRP_CASE(UK, STEP, 4)        \
-    FRP_CASE(UK, STEP, 5) FRP_CASE(UK, STEP, 6) FRP_CASE(UK, STEP, 7) FRP_CASE(UK, STEP, 8)        \
-    FRP_CASE(UK, STEP, 9) FRP_CASE(UK, STEP, 10) FRP_CASE(UK, STEP, 11) FRP_CASE(UK, STEP, 12)     \
+    FRP_CASE(UK, STEP, MRMAX, 1) FRP_CASE(UK, STEP, MRMAX, 2) FRP_CASE(UK, STEP, MRMAX, 3)         \
+    FRP_CASE(UK, STEP, MRMAX, 4) FRP_CASE(UK, STEP, MRMAX, 5) FRP_CASE(UK, STEP, MRMAX, 6)         \
+    FRP_CASE(UK, STEP, MRMAX, 7) FRP_CASE(UK, STEP, MRMAX, 8) FRP_CASE(UK, STEP, MRMAX, 9)         \
+    FRP_CASE(UK, STEP, MRMAX, 10) FRP_CASE(UK, STEP, MRMAX, 11) FRP_CASE(UK, STEP, MRMAX, 12)      \
     default: break;                                                                                \
     }                                                                                              \
 }
 
-#define FRP_Z512S() _mm512_setzero_ps()
-#define FRP_Z512D() _mm512_setzero_pd()
-#define FRP_Z256S() _mm256_setzero_ps()
-#define FRP_Z256D() _mm256_setzero_pd()
+/* (name, target, type, vector type, bits, ps|pd, lanes, vectors per row, vector registers) */
+FRP_DEFINE_UKERNEL(frp_uk_avx512_f32, FR_TARGET_AVX512, float, __m512, 512, ps, 16, 2, 32)
+FRP_DEFINE_UKERNEL(frp_uk_avx512_f64, FR_TARGET_AVX512, double, __m512d, 512, pd, 8, 4, 32)
+FRP_DEFINE_UKERNEL(frp_uk_avx2_f32, FR_TARGET_AVX2, float, __m256, 256, ps, 8, 2, 16)
+FRP_DEFINE_UKERNEL(frp_uk_avx2_f64, FR_TARGET_AVX2, double, __m256d, 256, pd, 4, 2, 16)
+FRP_DEFINE_UKERNEL(frp_uk_avx2_small_f32, FR_TARGET_AVX2, float, __m256, 256, ps, 8, 4, 16)
+FRP_DEFINE_UKERNEL(frp_uk_avx2_small_f64, FR_TARGET_AVX2, double, __m256d, 256, pd, 4, 8, 16)
 
-FRP_DEFINE_UKERNEL(frp_uk_avx512_f32, "avx512f", float, __m512, 16, 2, FRP_Z512S, _mm512_loadu_ps,
-                   _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps)
-FRP_DEFINE_UKERNEL(frp_uk_avx512_f64, "avx512f", double, __m512d, 8, 4, FRP_Z512D,
-                   _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd,
-                   _mm512_storeu_pd)
-FRP_DEFINE_UKERNEL(frp_uk_avx2_f32, "avx2,fma", float, __m256, 8, 2, FRP_Z256S, _mm256_loadu_ps,
-                   _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps)
-FRP_DEFINE_UKERNEL(frp_uk_avx2_f64, "avx2,fma", double, __m256d, 4, 2, FRP_Z256D,
-                   _mm256_loadu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd,
-                   _mm256_storeu_pd)
+/* row counts (mrmax) of the block kernels */
+#define FRP_MR_AVX512_f32 12
+#define FRP_MR_AVX512_f64 6
+#define FRP_MR_AVX2_f32 6
+#define FRP_MR_AVX2_f64 6
+#define FRP_MR_AVX2_SMALL_f32 3
+#define FRP_MR_AVX2_SMALL_f64 1
 
-FRP_DEFINE_BLK(frp_blk_avx512_f32, frp_uk_avx512_f32, "avx512f", float, 32)
-FRP_DEFINE_BLK(frp_blk_avx512_f64, frp_uk_avx512_f64, "avx512f", double, 32)
-FRP_DEFINE_BLK(frp_blk_avx2_f32, frp_uk_avx2_f32, "avx2,fma", float, 16)
-FRP_DEFINE_BLK(frp_blk_avx2_f64, frp_uk_avx2_f64, "avx2,fma", double, 8)
-#endif /* FRP_X86 */
+/* (name, micro-kernel, target, type, column step, mrmax) */
+FRP_DEFINE_BLK(frp_blk_avx512_f32, frp_uk_avx512_f32, FR_TARGET_AVX512, float, 32,
+               FRP_MR_AVX512_f32)
+FRP_DEFINE_BLK(frp_blk_avx512_f64, frp_uk_avx512_f64, FR_TARGET_AVX512, double, 32,
+               FRP_MR_AVX512_f64)
+FRP_DEFINE_BLK(frp_blk_avx2_f32, frp_uk_avx2_f32, FR_TARGET_AVX2, float, 16, FRP_MR_AVX2_f32)
+FRP_DEFINE_BLK(frp_blk_avx2_f64, frp_uk_avx2_f64, FR_TARGET_AVX2, double, 8, FRP_MR_AVX2_f64)
+FRP_DEFINE_BLK(frp_blk_avx2_small_f32, frp_uk_avx2_small_f32, FR_TARGET_AVX2, float, 32,
+               FRP_MR_AVX2_SMALL_f32)
+FRP_DEFINE_BLK(frp_blk_avx2_small_f64, frp_uk_avx2_small_f64, FR_TARGET_AVX2, double, 32,
+               FRP_MR_AVX2_SMALL_f64)
+
+/* the switch cases of frp_select: (block kernel, mrmax, whole) of an ISA for M rows; AVX2 walks
+ * whole panels when M fits one row block */
+#define FRP_SELECT_SIMD(SFX)                                                                       \
+    case FR_ISA_AVX512: *blk = frp_blk_avx512_##SFX; *mrmax = FRP_MR_AVX512_##SFX; break;          \
+    case FR_ISA_AVX2:                                                                              \
+        if (M <= FRP_MR_AVX2_SMALL_##SFX) {                                                        \
+            *blk = frp_blk_avx2_small_##SFX;                                                       \
+            *mrmax = FRP_MR_AVX2_SMALL_##SFX;                                                      \
+        } else {                                                                                   \
+            *blk = frp_blk_avx2_##SFX;                                                             \
+            *mrmax = FRP_MR_AVX2_##SFX;                                                            \
+            *whole = 0;                                                                            \
+        }                                                                                          \
+        break;
+#else
+#define FRP_SELECT_SIMD(SFX)
+#endif /* FR_X86 */
 
 /* ---------------------------------------------------------------- driver
  * Rows of A are taken in chunks of at most mc rows (the packed chunk, mc x K, fits FRP_A_BYTES so
  * it stays in L2 while W streams by), each chunk in balanced row blocks of at most mrmax rows.
  * Per chunk the loop order is: panels of the column range, k-blocks, row blocks, so one panel
  * block (32 x KC) stays in L1 while all row blocks go through it, and the chunk's strip of C
- * (mc x 32, updated once per k-block) stays in L1/L2.  A chunk is packed once per call into the
- * caller's workspace `work` (fr_packed_work_size(M, K) elements; nothing is allocated here, and
- * each thread needs its own).  Without it (work NULL, or a single row block) the loop order is
- * k-blocks, row blocks (packed into a buffer on the stack), panels: correct, only slower for large
- * M N K.
- * Partial panels (column range not covering the whole panel) go through a small tile. */
-#define FRP_DEFINE_GEMM(SFX, real, KC)                                                             \
-static void frp_select_##SFX(frp_blk_##SFX *blk, int *mrmax)                                       \
+ * (mc x 32, updated once per k-block) stays in L1/L2; the first row block prefetches the next
+ * block.  A single row block (small M) of a whole-panel kernel takes the whole k-range at once:
+ * W then streams linearly, panel after panel.  A chunk is packed once per call into the caller's
+ * workspace `work` (fr_packed_work_size(M, K) elements; nothing is allocated here, and each
+ * thread needs its own).
+ * Without it (work NULL) the loop order is k-blocks, row blocks (packed into a buffer on the
+ * stack), panels: correct, only slower for large M; and faster for a single row block of a
+ * kernel that walks the panel in two column passes (AVX2, 4-6 rows: 82% of the FMA peak instead
+ * of 74% at H = 256), so that case takes it too.
+ * Partial panels (column range not covering the whole panel) go through a small tile.
+ */
+#define FRP_DEFINE_DRIVER_HELPERS(SFX, real)                                                       \
+/* the block kernel for M rows, its mrmax, and whether it reads each k-row of a panel once      \
+ * (whole panel per pass), so that a single row block needs no blocking over K */                  \
+static void frp_select_##SFX(ptrdiff_t M, frp_blk_##SFX *blk, int *mrmax, int *whole)             \
 {                                                                                                  \
-    switch (fr_packed_isa()) {                                                                     \
-    FRP_SELECT_SIMD_##SFX                                                                          \
+    (void)M;                                                                                       \
+    *whole = 1;                                                                                    \
+    switch (fr_isa()) {                                                                            \
+    FRP_SELECT_SIMD(SFX)                                                                           \
     default: *blk = frp_blk_scalar_##SFX; *mrmax = 8; break;                                       \
     }                                                                                              \
 }                                                                                                  \
@@ -329,39 +351,43 @@ static void frp_pack_a_##SFX(int mr, ptrdiff_t kc, const real *FRP_RESTRICT A, p
 }                                                                                                  \
 /* one row block x one k-block x one panel; columns [ja, jb) of the panel are written */           \
 static inline void frp_tile_##SFX(frp_blk_##SFX blk, int mr, ptrdiff_t kc, const real *Ap,         \
-        const real *B, const real *pf, int acc, real *C, ptrdiff_t ldc, ptrdiff_t ja, ptrdiff_t jb) \
+        const real *B, ptrdiff_t pfd, ptrdiff_t pfn, int acc, real *C, ptrdiff_t ldc,              \
+        ptrdiff_t ja, ptrdiff_t jb)                                                                \
 {                                                                                                  \
     if (ja == 0 && jb == FR_PACKED_NR) {                                                           \
-        blk(mr, kc, Ap, B, pf, acc, C, ldc);                                                       \
+        blk(mr, kc, Ap, B, pfd, pfn, acc, C, ldc);                                                 \
     } else {                                                                                       \
-        real tile[12 * FR_PACKED_NR];                                                              \
-        blk(mr, kc, Ap, B, pf, 0, tile, FR_PACKED_NR);                                             \
-        for (int i = 0; i < mr; i++)                                                               \
-            for (ptrdiff_t j = ja; j < jb; j++)                                                    \
-                C[i * ldc + j] = acc ? C[i * ldc + j] + tile[i * FR_PACKED_NR + j]                 \
-                                     : tile[i * FR_PACKED_NR + j];                                 \
+        real tile[FRP_MR_MAX * FR_PACKED_NR];                                                      \
+        blk(mr, kc, Ap, B, pfd, pfn, 0, tile, FR_PACKED_NR);                                       \
+        frp_store_##SFX(mr, tile, FR_PACKED_NR, acc, C, ldc, ja, jb);                              \
     }                                                                                              \
-}                                                                                                  \
+}
+
+#define FRP_DEFINE_DRIVER(SFX, real, KC)                                                           \
 /* the chunk's rows are packed in Ap: block b (rows i0 .. i0 + mr) at Ap + i0 K, k-major */        \
-static void frp_gemm_chunk_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrdiff_t n0,          \
-        ptrdiff_t n1, ptrdiff_t K, const real *Ap, const real *Wp, real beta, real *C,             \
-        ptrdiff_t ldc)                                                                             \
+static void frp_gemm_chunk_##SFX(frp_blk_##SFX blk, int mrmax, int whole, ptrdiff_t M,             \
+        ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K, const real *Ap, const real *Wp, real beta,        \
+        real *C, ptrdiff_t ldc)                                                                    \
 {                                                                                                  \
     ptrdiff_t nb = (M + mrmax - 1) / mrmax, mb = M / nb, nbig = M % nb;                            \
-    for (ptrdiff_t p = n0 / FR_PACKED_NR; p * FR_PACKED_NR < n1; p++) {                            \
+    ptrdiff_t kcmax = nb == 1 && whole ? K : KC;                                                   \
+    ptrdiff_t pend = (n1 + FR_PACKED_NR - 1) / FR_PACKED_NR; /* panels [n0 / 32, pend) */          \
+    for (ptrdiff_t p = n0 / FR_PACKED_NR; p < pend; p++) {                                         \
         ptrdiff_t j0 = p * FR_PACKED_NR;                                                           \
         ptrdiff_t ja = n0 > j0 ? n0 - j0 : 0;                                                      \
         ptrdiff_t jb = n1 - j0 < FR_PACKED_NR ? n1 - j0 : FR_PACKED_NR;                            \
-        for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {                                                 \
-            ptrdiff_t kc = K - k0 < KC ? K - k0 : KC;                                              \
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += kcmax) {                                              \
+            ptrdiff_t kc = K - k0 < kcmax ? K - k0 : kcmax;                                        \
             int acc = k0 > 0 || beta != 0;                                                         \
             const real *B = Wp + (p * K + k0) * FR_PACKED_NR;                                      \
+            ptrdiff_t pfn = (pend * K - p * K - k0) * FR_PACKED_NR;                                \
             for (ptrdiff_t b = 0, i0 = 0; b < nb; b++) {                                           \
                 int mr = (int)(b < nbig ? mb + 1 : mb);                                            \
                 /* the first row block brings the next k-block (or panel) into L2 */               \
-                const real *pf = b == 0 ? B + kc * FR_PACKED_NR : B;                               \
-                frp_tile_##SFX(blk, mr, kc, Ap + i0 * K + k0 * mr, B, pf, acc, C + i0 * ldc + j0,  \
-                               ldc, ja, jb);                                                       \
+                ptrdiff_t pfd = nb == 1 ? FRP_PF_STREAM / (ptrdiff_t)sizeof(real) / 32 * 32        \
+                                : b == 0 ? kc * FR_PACKED_NR : 0;                                  \
+                frp_tile_##SFX(blk, mr, kc, Ap + i0 * K + k0 * mr, B, pfd, pfn, acc,               \
+                               C + i0 * ldc + j0, ldc, ja, jb);                                    \
                 i0 += mr;                                                                          \
             }                                                                                      \
         }                                                                                          \
@@ -372,30 +398,35 @@ static void frp_gemm_stack_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrd
         ptrdiff_t n1, ptrdiff_t K, const real *A, ptrdiff_t lda, const real *Wp, real beta,        \
         real *C, ptrdiff_t ldc)                                                                    \
 {                                                                                                  \
-    real Ap[12 * KC];                                                                              \
+    real Ap[FRP_MR_MAX * KC];                                                                      \
     ptrdiff_t nb = (M + mrmax - 1) / mrmax, mb = M / nb, nbig = M % nb;                            \
+    ptrdiff_t pend = (n1 + FR_PACKED_NR - 1) / FR_PACKED_NR;                                       \
     for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {                                                     \
         ptrdiff_t kc = K - k0 < KC ? K - k0 : KC;                                                  \
         int acc = k0 > 0 || beta != 0;                                                             \
         for (ptrdiff_t b = 0, i0 = 0; b < nb; b++) {                                               \
             int mr = (int)(b < nbig ? mb + 1 : mb);                                                \
             frp_pack_a_##SFX(mr, kc, A + i0 * lda + k0, lda, Ap);                                  \
-            for (ptrdiff_t p = n0 / FR_PACKED_NR; p * FR_PACKED_NR < n1; p++) {                    \
+            for (ptrdiff_t p = n0 / FR_PACKED_NR; p < pend; p++) {                                 \
                 ptrdiff_t j0 = p * FR_PACKED_NR;                                                   \
                 ptrdiff_t ja = n0 > j0 ? n0 - j0 : 0;                                              \
                 ptrdiff_t jb = n1 - j0 < FR_PACKED_NR ? n1 - j0 : FR_PACKED_NR;                    \
                 const real *B = Wp + (p * K + k0) * FR_PACKED_NR;                                  \
-                frp_tile_##SFX(blk, mr, kc, Ap, B, B + K * FR_PACKED_NR, acc, C + i0 * ldc + j0,   \
-                               ldc, ja, jb);                                                       \
+                ptrdiff_t pfn = (pend * K - p * K - k0) * FR_PACKED_NR;                            \
+                /* prefetch the same k-block of the next panel */                                  \
+                frp_tile_##SFX(blk, mr, kc, Ap, B, K * FR_PACKED_NR, pfn, acc,                     \
+                               C + i0 * ldc + j0, ldc, ja, jb);                                    \
             }                                                                                      \
             i0 += mr;                                                                              \
         }                                                                                          \
     }                                                                                              \
-}                                                                                                  \
+}
+
+#define FRP_DEFINE_GEMM(SFX, real)                                                                 \
 FRP_API ptrdiff_t fr_packed_work_size_##SFX(ptrdiff_t M, ptrdiff_t K)                              \
 {                                                                                                  \
     ptrdiff_t mc = K > 0 ? FRP_A_BYTES / ((ptrdiff_t)sizeof(real) * K) : 0;                        \
-    mc = mc < FRP_MR_BOUND ? FRP_MR_BOUND : mc;                                                    \
+    mc = mc < FRP_MR_MAX ? FRP_MR_MAX : mc;                                                        \
     mc = mc > M ? M : mc;                                                                          \
     return mc * (K > 0 ? K : 0);                                                                   \
 }                                                                                                  \
@@ -404,11 +435,9 @@ FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdi
         ptrdiff_t ldc, real *work)                                                                 \
 {                                                                                                  \
     frp_blk_##SFX blk;                                                                             \
-    int mrmax;                                                                                     \
-    if (n1 > N)                                                                                    \
-        n1 = N;                                                                                    \
-    if (n0 < 0)                                                                                    \
-        n0 = 0;                                                                                    \
+    int mrmax, whole;                                                                              \
+    n1 = n1 > N ? N : n1;                                                                          \
+    n0 = n0 < 0 ? 0 : n0;                                                                          \
     if (M <= 0 || n0 >= n1)                                                                        \
         return;                                                                                    \
     if (K <= 0) {                                                                                  \
@@ -417,41 +446,32 @@ FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdi
                 C[i * ldc + j] = beta != 0 ? C[i * ldc + j] : 0;                                   \
         return;                                                                                    \
     }                                                                                              \
-    frp_select_##SFX(&blk, &mrmax);                                                                \
-    ptrdiff_t mc = FRP_A_BYTES / ((ptrdiff_t)sizeof(real) * K);                                    \
-    mc = mc < mrmax ? mrmax : mc > M ? M : mc;                                                     \
-    real *Ap = M > mrmax ? work : NULL;                                                            \
-    if (Ap == NULL) {                                                                              \
+    frp_select_##SFX(M, &blk, &mrmax, &whole);                                                     \
+    if (work == NULL || (M <= mrmax && !whole)) {                                                 \
         frp_gemm_stack_##SFX(blk, mrmax, M, n0, n1, K, A, lda, Wp, beta, C, ldc);                  \
         return;                                                                                    \
     }                                                                                              \
+    ptrdiff_t mc = FRP_A_BYTES / ((ptrdiff_t)sizeof(real) * K);                                    \
+    mc = mc < mrmax ? mrmax : mc > M ? M : mc;                                                     \
     ptrdiff_t nch = (M + mc - 1) / mc;                                                             \
     for (ptrdiff_t ch = 0, m0 = 0; ch < nch; ch++) {                                               \
         ptrdiff_t Mc = M / nch + (ch < M % nch);                                                   \
         ptrdiff_t nb = (Mc + mrmax - 1) / mrmax, mb = Mc / nb, nbig = Mc % nb;                     \
         for (ptrdiff_t b = 0, i0 = 0; b < nb; b++) {                                               \
             int mr = (int)(b < nbig ? mb + 1 : mb);                                                \
-            frp_pack_a_##SFX(mr, K, A + (m0 + i0) * lda, lda, Ap + i0 * K);                        \
+            frp_pack_a_##SFX(mr, K, A + (m0 + i0) * lda, lda, work + i0 * K);                      \
             i0 += mr;                                                                              \
         }                                                                                          \
-        frp_gemm_chunk_##SFX(blk, mrmax, Mc, n0, n1, K, Ap, Wp, beta, C + m0 * ldc, ldc);          \
+        frp_gemm_chunk_##SFX(blk, mrmax, whole, Mc, n0, n1, K, work, Wp, beta, C + m0 * ldc, ldc); \
         m0 += Mc;                                                                                  \
     }                                                                                              \
 }
 
-#if FRP_X86
-#define FRP_SELECT_SIMD_f32                                                                        \
-    case FR_ISA_AVX512: *blk = frp_blk_avx512_f32; *mrmax = 12; break;                             \
-    case FR_ISA_AVX2: *blk = frp_blk_avx2_f32; *mrmax = 6; break;
-#define FRP_SELECT_SIMD_f64                                                                        \
-    case FR_ISA_AVX512: *blk = frp_blk_avx512_f64; *mrmax = 6; break;                              \
-    case FR_ISA_AVX2: *blk = frp_blk_avx2_f64; *mrmax = 6; break;
-#else
-#define FRP_SELECT_SIMD_f32
-#define FRP_SELECT_SIMD_f64
-#endif
-
-FRP_DEFINE_GEMM(f32, float, FRP_KC_F32)
-FRP_DEFINE_GEMM(f64, double, FRP_KC_F64)
+FRP_DEFINE_DRIVER_HELPERS(f32, float)
+FRP_DEFINE_DRIVER_HELPERS(f64, double)
+FRP_DEFINE_DRIVER(f32, float, FRP_KC_F32)
+FRP_DEFINE_DRIVER(f64, double, FRP_KC_F64)
+FRP_DEFINE_GEMM(f32, float)
+FRP_DEFINE_GEMM(f64, double)
 
 #endif /* FUSEDRNN_PACKED_GEMM_H */

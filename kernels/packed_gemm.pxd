@@ -7,6 +7,11 @@ cdef extern from "packed_gemm.h" nogil:
     Py_ssize_t fr_packed_work_size_f64(Py_ssize_t M, Py_ssize_t K)
     void fr_pack_f32(Py_ssize_t N, Py_ssize_t K, const float *W, Py_ssize_t ldw, float *Wp)
     void fr_pack_f64(Py_ssize_t N, Py_ssize_t K, const double *W, Py_ssize_t ldw, double *Wp)
+    # the same layout for W^T, W stored row-major as (K, N) with row stride ldw
+    void fr_pack_trans_f32(Py_ssize_t N, Py_ssize_t K, const float *W, Py_ssize_t ldw,
+                           float *Wp)
+    void fr_pack_trans_f64(Py_ssize_t N, Py_ssize_t K, const double *W, Py_ssize_t ldw,
+                           double *Wp)
     void fr_gemm_packed_f32(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
                             const float *A, Py_ssize_t lda, const float *Wp, Py_ssize_t N,
                             float beta, float *C, Py_ssize_t ldc, float *work)

@@ -36,17 +36,24 @@ cdef inline void colsum(Py_ssize_t R, Py_ssize_t N, const floating *A, Py_ssize_
 
 
 # ---------------------------------------------------------------- packed recurrent GEMM
-from packed_gemm cimport (fr_packed_nr, fr_pack_f32, fr_pack_f64, fr_gemm_packed_f32,
-                          fr_gemm_packed_f64)
+from packed_gemm cimport (fr_packed_nr, fr_pack_f32, fr_pack_f64, fr_pack_trans_f32,
+                          fr_pack_trans_f64, fr_gemm_packed_f32, fr_gemm_packed_f64)
 
 
-cdef inline void pack_weights(Py_ssize_t N, Py_ssize_t K, const floating *W,
-                              floating *Wp) noexcept nogil:
-    """Pack row-major W (N, K) for pgemm (packed_gemm.h)."""
+cdef inline void pack_weights(Py_ssize_t N, Py_ssize_t K, const floating *W, floating *Wp,
+                              bint trans) noexcept nogil:
+    """Pack the (N, K) matrix W (row-major), or W^T when trans (W stored row-major as (K, N):
+    no transposed copy), for pgemm (packed_gemm.h)."""
     if floating is float:
-        fr_pack_f32(N, K, W, K, Wp)
+        if trans:
+            fr_pack_trans_f32(N, K, W, N, Wp)
+        else:
+            fr_pack_f32(N, K, W, K, Wp)
     else:
-        fr_pack_f64(N, K, W, K, Wp)
+        if trans:
+            fr_pack_trans_f64(N, K, W, N, Wp)
+        else:
+            fr_pack_f64(N, K, W, K, Wp)
 
 
 cdef inline void unit_chunk(Py_ssize_t n, int c, int nc, Py_ssize_t *lo,

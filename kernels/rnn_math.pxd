@@ -1,6 +1,5 @@
 # Declarations of the fused gate passes in rnn_math.h (see that file for what each one computes).
 cdef extern from "rnn_math.h" nogil:
-    int fr_max_threads()
     void fr_lstm_fwd_f32(Py_ssize_t B, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
                         float *gates, Py_ssize_t ldg,
                          const float *bias, const float *c_prev, float *c, float *h,

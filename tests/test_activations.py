@@ -1,7 +1,8 @@
 """The kernels' own sigmoid/tanh against float64 NumPy on a dense grid and at the extremes.
 
 Both dtypes use branch-free polynomial exp/tanh (kernels/rnn_math.h); these bounds are their measured
-accuracy (about 1-2 ulp) and are referred to in that header.
+accuracy (about 1-2 ulp) and are referred to in that header.  Every test runs on each SIMD path
+of this CPU (the `isa_path` fixture of conftest.py).
 """
 
 import numpy as np

@@ -68,21 +68,6 @@ def test_packed_gemm_column_range(n0, n1):
     np.testing.assert_allclose(C, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_isa_switch():
-    fusedrnn = import_fusedrnn()
-    best = fusedrnn.set_isa(None)
-    assert fusedrnn.isa() == best
-    assert best in ("avx512", "avx2", "scalar")
-    try:
-        assert fusedrnn.set_isa("scalar") == "scalar" == fusedrnn.isa()
-        with pytest.raises(ValueError, match="isa"):
-            fusedrnn.set_isa("sse9")
-        assert fusedrnn.isa() == "scalar"          # a refused name changes nothing
-    finally:
-        fusedrnn.set_isa(None)
-    assert fusedrnn.isa() == best
-
-
 # ------------------------------------------------------------------ Kernel entry checks
 T, B, I, H = 3, 2, 5, 4
 
