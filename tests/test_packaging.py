@@ -1,9 +1,10 @@
 """The sdist carries everything needed to build the wheel (issue #11: it once lacked kernels/*.pyx).
 
 Builds only the sdist (a few seconds, no compiler) with ``python -m build --sdist --no-isolation``
-from a copy of the tree as a fresh checkout has it, and checks its file list with tools/dist_contents.py, the checks tools/build_wheels.sh also runs on
-the wheels. The build requirements come with the ``test`` extras. Skipped only where there is no
-source tree (an installed package tested on its own); never in CI, which runs from the checkout.
+from a copy of the tree as a fresh checkout has it, and checks its file list with
+tools/dist_contents.py, the checks tools/build_wheels.sh also runs on the wheels. The build
+requirements come with the ``test`` extras. Skipped only where there is no source tree (an
+installed package tested on its own); never in CI, which runs from the checkout.
 """
 import importlib.util
 import io
