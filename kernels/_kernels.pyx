@@ -41,6 +41,12 @@ cnp.import_array()
 
 CELL_KINDS = {"lstm": LSTM_CELL, "gru": GRU_CELL, "gru_orig": GRU_ORIG_CELL}
 
+# A pass of at most this many rows (T*B: a cell step, a stream step, a short batch-1 call) does
+# its input projection on a packed W_ih (packed on first need, kept by the Kernel): a BLAS GEMV
+# streams W_ih at ~70 GB/s on one thread and splits rows, i.e. runs on one thread; the packed
+# GEMM streams it at ~90% of a plain read and splits columns between the threads.
+SMALL_ROWS = 4
+
 
 # ================================================================ shared by every cell
 cdef inline Py_ssize_t step_time(const Run *r, Py_ssize_t s) noexcept nogil:
@@ -86,8 +92,14 @@ cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt,
     """Thread tid of nt: its share of every phase of a forward pass over the sequence."""
     cdef Py_ssize_t s, T = r.T, B = r.B, G = cl.G, I = cl.I_
     # input projection of the whole sequence: gates = x W_ih^T, one GEMM whose rows are shared
-    rows_gemm(tid, nt, Trans, T * B, G, I, <const floating *>r.x, I,
-              <const floating *>cl.W_ih, I, <floating>0, <floating *>r.gates, G)
+    # (few rows: its columns, on the packed W_ih)
+    if r.wp_ih != NULL:
+        pgemm_cols(tid, nt, T * B, 0, G, I, <const floating *>r.x, I,
+                   <const floating *>r.wp_ih, G, <floating>0, <floating *>r.gates, G,
+                   <floating *>r.work + tid * r.wsz)
+    else:
+        rows_gemm(tid, nt, Trans, T * B, G, I, <const floating *>r.x, I,
+                  <const floating *>cl.W_ih, I, <floating>0, <floating *>r.gates, G)
     fr_barrier()
     for s in range(T):
         if cl.kind == LSTM_CELL:
@@ -465,7 +477,7 @@ cdef class Kernel:
     cdef Cell cell
     cdef readonly str kind
     cdef readonly object dtype
-    cdef object W_ih, W_hh, W_hr, bias, b_hn, wp_hh, wp_hr, wt_hh, wt_n, wt_hr
+    cdef object W_ih, W_hh, W_hr, bias, b_hn, wp_ih, wp_hh, wp_hr, wt_hh, wt_n, wt_hr
     cdef int typenum
 
     def __init__(self, str kind, W_ih, W_hh, W_hr, bias, b_hn):
@@ -521,22 +533,33 @@ cdef class Kernel:
         """(I, H, P, G)."""
         return self.cell.I_, self.cell.H, self.cell.P, self.cell.G
 
+    def work_size(self, Py_ssize_t B, bint backward=False, Py_ssize_t I=0):
+        """Elements of one thread's packed-GEMM workspace for passes of B rows per step (and
+        inputs of up to max(I, this cell's I) features)."""
+        cdef Cell *c = &self.cell
+        # K of every packed product a step makes (its A operand is (B, K)); forward, the input
+        # projection of a pass of few rows too (SMALL_ROWS rows, K = I)
+        if backward and c.kind == LSTM_CELL:
+            Ks = [c.G, c.P]
+        elif backward:
+            Ks = [c.G, 2 * c.H, c.H]
+        else:
+            Ks = [c.P, c.H, max(I, c.I_)]
+        M = max(B, SMALL_ROWS)
+        return max(16, -(-max(packed_work_size(M, K, c.dbl) for K in Ks) // 16) * 16)
+
     def buffers(self, Py_ssize_t T, Py_ssize_t B, int threads, bint keep=False,
-                bint backward=False):
+                bint backward=False, Py_ssize_t I=0):
         """New work buffers for a forward pass (keep: a tape for backward) or a backward pass
-        over T steps of B rows on `threads` threads."""
+        over T steps of B rows on `threads` threads; I: serve inputs of up to that many
+        features too (the layers of a model share buffers)."""
         cdef Cell *c = &self.cell
         cdef Buffers b = Buffers()
         H, P, G, dt = c.H, c.P, c.G, self.dtype
         lstm, orig = c.kind == LSTM_CELL, c.kind == GRU_ORIG_CELL
         proj = c.wp_hr != NULL
         b.T, b.B, b.threads, b.keep, b.backward = T, B, threads, keep, backward
-        # K of every packed product a step makes (its A operand is (B, K))
-        if backward:
-            Ks = (G, P) if lstm else (G, 2 * H, H)
-        else:
-            Ks = (P, H) if lstm else (H,)
-        b.wsz = max(16, -(-max(packed_work_size(B, K, c.dbl) for K in Ks) // 16) * 16)
+        b.wsz = self.work_size(B, backward, I)
         b.work = aligned_empty(max(1, threads) * b.wsz, dt)
         if not backward:
             b.gates = np.empty((T * B, G), dtype=dt)
@@ -577,12 +600,21 @@ cdef class Kernel:
         r.state = buf(b.state, "state", rows, H, tn, True)
         if final is None:
             r.h_n = r.c_n = r.aux = r.work = NULL
+            r.wp_ih = NULL
             return 0
         r.h_n = buf(final[0], "h_n", B, P, tn, True)
         r.c_n = buf(final[1], "c_n", B, H, tn, True) if lstm else NULL
         r.aux = buf(b.aux, "aux", B, c.G if c.kind == GRU_CELL else H, tn, True)
+        if b.wsz < self.work_size(B):
+            raise ValueError(f"buffers were made for a smaller cell: work of {b.wsz} elements "
+                             f"per thread, this pass needs {self.work_size(B)}")
         r.work = buf(b.work, "work", b.threads * b.wsz, -1, tn, True)
         r.wsz = b.wsz
+        r.wp_ih = NULL
+        if T * B <= SMALL_ROWS:
+            if self.wp_ih is None:              # under the GIL: packed once, then kept
+                self.wp_ih = pack(self.W_ih, False)
+            r.wp_ih = cnp.PyArray_DATA(<cnp.ndarray>self.wp_ih)
         return 0
 
     def forward(self, Buffers b, x, out, Py_ssize_t col, init, final, bint reverse,
@@ -652,6 +684,9 @@ cdef class Kernel:
         g.drh = buf(b.drh, "drh", B, H, tn, True) if c.kind == GRU_ORIG_CELL else NULL
         g.rh_all = (buf(b.rh_all, "rh_all", T * B, H, tn, True) if c.kind == GRU_ORIG_CELL
                     else NULL)
+        if b.wsz < self.work_size(B, True):
+            raise ValueError(f"b were made for a smaller cell: work of {b.wsz} elements per "
+                             f"thread, this pass needs {self.work_size(B, True)}")
         r.work = buf(b.work, "work", b.threads * b.wsz, -1, tn, True)
         r.wsz = b.wsz
         if T == 0 or B == 0:

@@ -150,3 +150,23 @@ def test_kernel_refuses_bad_weights():
         _kernels.Kernel("gru", W, W, None, np.zeros(11, np.float32), np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="b_hn"):
         _kernels.Kernel("gru", W, W, None, np.zeros(12, np.float32), np.zeros(3, np.float32))
+
+
+def test_kernel_refuses_buffers_of_a_smaller_cell():
+    """Buffers made for a cell with fewer input features are too small for a few-row pass's
+    packed input projection: refused, never overrun."""
+    rng = np.random.default_rng(1)
+    small = _kernels.Kernel("gru", rng.standard_normal((12, 2)).astype(np.float32),
+                            np.zeros((12, 4), np.float32), None, np.zeros(12, np.float32),
+                            np.zeros(4, np.float32))
+    big = _kernels.Kernel("gru", rng.standard_normal((12, 300)).astype(np.float32),
+                          np.zeros((12, 4), np.float32), None, np.zeros(12, np.float32),
+                          np.zeros(4, np.float32))
+    b = small.buffers(1, 1, 1)
+    x = np.ones((1, 300), np.float32)
+    out = np.zeros((1, 4), np.float32)
+    with pytest.raises(ValueError, match="smaller cell"):
+        big.forward(b, x, out, 0, (np.zeros((1, 4), np.float32),),
+                    (np.zeros((1, 4), np.float32),), False, 1)
+    big.forward(small.buffers(1, 1, 1, I=300), x, out, 0, (np.zeros((1, 4), np.float32),),
+                (np.zeros((1, 4), np.float32),), False, 1)

@@ -46,13 +46,16 @@ class Engine:
         return k
 
     def _buffers(self, kernel, role, T, B, threads, backward=False):
-        """This thread's buffers for `role` (reused while T, B and threads stay the same)."""
+        """This thread's buffers for `role` (reused while T, B and threads stay the same),
+        sized for every layer's input."""
         key = (threading.get_ident(), role)
         b = self.buffers.get(key)
         if b is None or (b.T, b.B, b.threads) != (T, B, threads):
             if len(self.buffers) > 32:          # entries of finished threads
                 self.buffers.clear()
-            b = self.buffers[key] = kernel.buffers(T, B, threads, backward=backward)
+            m = self.model
+            b = self.buffers[key] = kernel.buffers(T, B, threads, backward=backward,
+                                                   I=max(m.input_size, m.num_directions * m._P))
         return b
 
     def _plan(self, B):
