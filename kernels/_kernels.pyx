@@ -29,12 +29,9 @@ from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64, fr_packed_work
                           fr_packed_work_size_f64, fr_gemm_packed_f32, fr_gemm_packed_f64)
 from rnn_common cimport (pack_weights, pgemm_cols, unit_chunk, rows_gemm, grad_gemm,
                          grad_hprev, colsum_chunk)
-from rnn_math cimport (fr_lstm_fwd_f32, fr_lstm_fwd_f64, fr_lstm_bwd_f32, fr_lstm_bwd_f64,
-                       fr_gru_fwd_f32, fr_gru_fwd_f64, fr_gru_rz_f32, fr_gru_rz_f64,
-                       fr_gru_n_f32, fr_gru_n_f64, fr_gru_bwd_f32, fr_gru_bwd_f64,
-                       fr_gru_bwd1_f32, fr_gru_bwd1_f64, fr_gru_bwd2_f32, fr_gru_bwd2_f64,
-                       fr_add_rows_f32, fr_add_rows_f64, fr_activations_f32,
-                       fr_activations_f64)
+from gate_passes cimport (lstm_fwd, lstm_bwd, gru_fwd, gru_rz, gru_n, gru_bwd, gru_bwd1,
+                          gru_bwd2, add_rows)
+from rnn_math cimport fr_activations_f32, fr_activations_f64
 from fr_isa cimport fr_isa, fr_set_isa, fr_isa_name
 
 cnp.import_array()
@@ -77,14 +74,6 @@ cdef inline const floating *state_prev(const Run *r, const floating *state, Py_s
     if s == 0:
         return <const floating *>r.c0
     return state + state_row(r, s - 1) * H
-
-
-cdef inline void add_rows(Py_ssize_t B, Py_ssize_t n, Py_ssize_t lo, Py_ssize_t hi,
-                          floating *dst, const floating *src, Py_ssize_t lds) noexcept nogil:
-    if floating is float:
-        fr_add_rows_f32(B, n, lo, hi, dst, src, lds)
-    else:
-        fr_add_rows_f64(B, n, lo, hi, dst, src, lds)
 
 
 cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt,
@@ -189,25 +178,6 @@ cdef void run_backward(const Cell *cl, const Run *r, const Grad *gr, int threads
 
 
 # ================================================================ LSTM
-cdef inline void lstm_fwd_pass(Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi,
-                               floating *g, Py_ssize_t ldg, const floating *bias,
-                               const floating *cp, floating *c, floating *h,
-                               Py_ssize_t ldh) noexcept nogil:
-    if floating is float:
-        fr_lstm_fwd_f32(B, H, lo, hi, g, ldg, bias, cp, c, h, ldh)
-    else:
-        fr_lstm_fwd_f64(B, H, lo, hi, g, ldg, bias, cp, c, h, ldh)
-
-
-cdef inline void lstm_bwd_pass(Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi,
-                               floating *g, const floating *c, const floating *cp,
-                               const floating *dh, floating *dc, floating *rr) noexcept nogil:
-    if floating is float:
-        fr_lstm_bwd_f32(B, H, lo, hi, g, c, cp, dh, dc, rr)
-    else:
-        fr_lstm_bwd_f64(B, H, lo, hi, g, c, cp, dh, dc, rr)
-
-
 cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
                     floating *tag) noexcept nogil:
     """gates_t += h_{t-1} W_hh^T; the fused pass (i, f, g, o, c_t, h_t or the projection input
@@ -227,7 +197,7 @@ cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
     fr_barrier()
     unit_chunk(H, tid, nt, &lo, &hi)
     if lo < hi:
-        lstm_fwd_pass(B, H, lo, hi, g_t, G, <const floating *>cl.bias,
+        lstm_fwd(B, H, lo, hi, g_t, G, <const floating *>cl.bias,
                       state_prev(r, state, s, H), state + state_row(r, s) * H, hdst, ldh)
     fr_barrier()
     if cl.wp_hr != NULL:
@@ -263,7 +233,7 @@ cdef void lstm_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_
         fr_barrier()
     unit_chunk(H, tid, nt, &lo, &hi)
     if lo < hi:
-        lstm_bwd_pass(B, H, lo, hi, g_t, state + t * B * H, state_prev(r, state, s, H),
+        lstm_bwd(B, H, lo, hi, g_t, state + t * B * H, state_prev(r, state, s, H),
                       <floating *>gr.dr if proj else dh, <floating *>gr.dc0,
                       <floating *>gr.r_all + (t * B * H if proj else 0))
     fr_barrier()
@@ -305,30 +275,20 @@ cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
         fr_barrier()
         unit_chunk(H, tid, nt, &lo, &hi)
         if lo < hi:
-            if floating is float:
-                fr_gru_fwd_f32(B, H, lo, hi, g_t, bias, aux, <const float *>cl.b_hn, hp, ldhp,
-                               h_t, r.ldo, <float *>r.state + state_row(r, s) * H)
-            else:
-                fr_gru_fwd_f64(B, H, lo, hi, g_t, bias, aux, <const double *>cl.b_hn, hp,
-                               ldhp, h_t, r.ldo, <double *>r.state + state_row(r, s) * H)
+            gru_fwd(B, H, lo, hi, g_t, bias, aux, <const floating *>cl.b_hn, hp, ldhp, h_t,
+                    r.ldo, <floating *>r.state + state_row(r, s) * H)
         fr_barrier()
         return
     pgemm_cols(tid, nt, B, 0, 2 * H, H, hp, ldhp, wp, G, <floating>1, g_t, G, work)
     fr_barrier()
     unit_chunk(H, tid, nt, &lo, &hi)
     if lo < hi:
-        if floating is float:
-            fr_gru_rz_f32(B, H, lo, hi, g_t, bias, hp, ldhp, aux)
-        else:
-            fr_gru_rz_f64(B, H, lo, hi, g_t, bias, hp, ldhp, aux)
+        gru_rz(B, H, lo, hi, g_t, bias, hp, ldhp, aux)
     fr_barrier()
     pgemm_cols(tid, nt, B, 2 * H, H, H, aux, H, wp, G, <floating>1, g_t, G, work)
     fr_barrier()
     if lo < hi:
-        if floating is float:
-            fr_gru_n_f32(B, H, lo, hi, g_t, bias, hp, ldhp, h_t, r.ldo)
-        else:
-            fr_gru_n_f64(B, H, lo, hi, g_t, bias, hp, ldhp, h_t, r.ldo)
+        gru_n(B, H, lo, hi, g_t, bias, hp, ldhp, h_t, r.ldo)
     fr_barrier()
 
 
@@ -349,17 +309,10 @@ cdef void gru_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_t
     if lo < hi:
         add_rows(B, H, lo, hi, dh, <const floating *>gr.dout + t * B * gr.lddo, gr.lddo)
         if cl.kind == GRU_CELL:
-            if floating is float:
-                fr_gru_bwd_f32(B, H, lo, hi, g_t, <float *>r.state + t * B * H, hp, ldhp, dh,
-                               <float *>gr.dgh)
-            else:
-                fr_gru_bwd_f64(B, H, lo, hi, g_t, <double *>r.state + t * B * H, hp, ldhp, dh,
-                               <double *>gr.dgh)
+            gru_bwd(B, H, lo, hi, g_t, <floating *>r.state + t * B * H, hp, ldhp, dh,
+                    <floating *>gr.dgh)
         else:
-            if floating is float:
-                fr_gru_bwd1_f32(B, H, lo, hi, g_t, hp, ldhp, dh)
-            else:
-                fr_gru_bwd1_f64(B, H, lo, hi, g_t, hp, ldhp, dh)
+            gru_bwd1(B, H, lo, hi, g_t, hp, ldhp, dh)
     fr_barrier()
     if cl.kind == GRU_CELL:
         pgemm_cols(tid, nt, B, 0, H, G, <const floating *>gr.dgh, G,
@@ -370,11 +323,7 @@ cdef void gru_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_t
                drh, H, work)
     fr_barrier()
     if lo < hi:
-        if floating is float:
-            fr_gru_bwd2_f32(B, H, lo, hi, g_t, hp, ldhp, drh, dh, <float *>gr.rh_all + t * B * H)
-        else:
-            fr_gru_bwd2_f64(B, H, lo, hi, g_t, hp, ldhp, drh, dh,
-                            <double *>gr.rh_all + t * B * H)
+        gru_bwd2(B, H, lo, hi, g_t, hp, ldhp, drh, dh, <floating *>gr.rh_all + t * B * H)
     fr_barrier()
     pgemm_cols(tid, nt, B, 0, H, 2 * H, g_t, G, <const floating *>cl.wt_hh, H, <floating>1, dh,
                H, work)
