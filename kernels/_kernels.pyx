@@ -27,8 +27,8 @@ from rnn_types cimport Cell, Run, Grad, LSTM_CELL, GRU_CELL, GRU_ORIG_CELL
 from fr_threads cimport fr_omp_max_threads, fr_thread_num, fr_num_threads, fr_barrier
 from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64, fr_packed_work_size_f32,
                           fr_packed_work_size_f64, fr_gemm_packed_f32, fr_gemm_packed_f64)
-from rnn_common cimport (pack_weights, pgemm_cols, unit_chunk, rows_gemm, grad_gemm,
-                         grad_hprev, colsum_chunk)
+from rnn_common cimport (pack_weights, pgemm_cols, pgemm_rows, unit_chunk, rows_gemm,
+                         grad_gemm, grad_hprev, colsum_chunk)
 from gate_passes cimport (lstm_fwd, lstm_bwd, gru_fwd, gru_rz, gru_n, gru_bwd, gru_bwd1,
                           gru_bwd2, add_rows)
 from rnn_math cimport fr_activations_f32, fr_activations_f64
@@ -38,11 +38,13 @@ cnp.import_array()
 
 CELL_KINDS = {"lstm": LSTM_CELL, "gru": GRU_CELL, "gru_orig": GRU_ORIG_CELL}
 
-# A pass of at most this many rows (T*B: a cell step, a stream step, a short batch-1 call) does
-# its input projection on a packed W_ih (packed on first need, kept by the Kernel): a BLAS GEMV
-# streams W_ih at ~70 GB/s on one thread and splits rows, i.e. runs on one thread; the packed
-# GEMM streams it at ~90% of a plain read and splits columns between the threads.
-SMALL_ROWS = 4
+# The input projection runs on a packed W_ih (packed on the first forward, kept by the Kernel):
+# the packed GEMM beat OpenBLAS's sgemm on every shape measured (1 thread, AVX-512: 111 vs 92
+# GFLOP/s at 100 x 256 x 1024, 105 vs 75 at 100 x 1024 x 4096, 107 vs 105 at 6400 x 512 x 2048).
+# A pass of at most SMALL_ROWS rows (T*B: a cell step, a stream step) splits its columns between
+# the threads (a GEMV: split by rows it would run on one thread), a longer one its rows.
+cdef enum:
+    SMALL_ROWS = 4
 
 
 # ================================================================ shared by every cell
@@ -80,15 +82,15 @@ cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt,
                          floating *tag) noexcept nogil:
     """Thread tid of nt: its share of every phase of a forward pass over the sequence."""
     cdef Py_ssize_t s, T = r.T, B = r.B, G = cl.G, I = cl.I_
-    # input projection of the whole sequence: gates = x W_ih^T, one GEMM whose rows are shared
-    # (few rows: its columns, on the packed W_ih)
-    if r.wp_ih != NULL:
+    # input projection of the whole sequence: gates = x W_ih^T, one packed GEMM whose rows (few
+    # rows: columns) are shared between the threads
+    if T * B <= SMALL_ROWS:
         pgemm_cols(tid, nt, T * B, 0, G, I, <const floating *>r.x, I,
                    <const floating *>r.wp_ih, G, <floating>0, <floating *>r.gates, G,
                    <floating *>r.work + tid * r.wsz)
     else:
-        rows_gemm(tid, nt, Trans, T * B, G, I, <const floating *>r.x, I,
-                  <const floating *>cl.W_ih, I, <floating>0, <floating *>r.gates, G)
+        pgemm_rows(tid, nt, T * B, G, I, <const floating *>r.x, I, <const floating *>r.wp_ih,
+                   <floating>0, <floating *>r.gates, G, <floating *>r.work + tid * r.wsz)
     fr_barrier()
     for s in range(T):
         if cl.kind == LSTM_CELL:
@@ -482,20 +484,19 @@ cdef class Kernel:
         """(I, H, P, G)."""
         return self.cell.I_, self.cell.H, self.cell.P, self.cell.G
 
-    def work_size(self, Py_ssize_t B, bint backward=False, Py_ssize_t I=0):
-        """Elements of one thread's packed-GEMM workspace for passes of B rows per step (and
-        inputs of up to max(I, this cell's I) features)."""
+    def work_size(self, Py_ssize_t T, Py_ssize_t B, bint backward=False, Py_ssize_t I=0):
+        """Elements of one thread's packed-GEMM workspace for passes over T steps of B rows
+        (and inputs of up to max(I, this cell's I) features)."""
         cdef Cell *c = &self.cell
-        # K of every packed product a step makes (its A operand is (B, K)); forward, the input
-        # projection of a pass of few rows too (SMALL_ROWS rows, K = I)
+        # (rows, K) of every packed product: the steps' (B rows), forward the input projection's
+        # too (at most T*B rows per thread, K = I)
         if backward and c.kind == LSTM_CELL:
-            Ks = [c.G, c.P]
+            MK = [(B, c.G), (B, c.P)]
         elif backward:
-            Ks = [c.G, 2 * c.H, c.H]
+            MK = [(B, c.G), (B, 2 * c.H), (B, c.H)]
         else:
-            Ks = [c.P, c.H, max(I, c.I_)]
-        M = max(B, SMALL_ROWS)
-        return max(16, -(-max(packed_work_size(M, K, c.dbl) for K in Ks) // 16) * 16)
+            MK = [(B, c.P), (B, c.H), (T * B, max(I, c.I_))]
+        return max(16, -(-max(packed_work_size(M, K, c.dbl) for M, K in MK) // 16) * 16)
 
     def buffers(self, Py_ssize_t T, Py_ssize_t B, int threads, bint keep=False,
                 bint backward=False, Py_ssize_t I=0):
@@ -508,7 +509,7 @@ cdef class Kernel:
         lstm, orig = c.kind == LSTM_CELL, c.kind == GRU_ORIG_CELL
         proj = c.wp_hr != NULL
         b.T, b.B, b.threads, b.keep, b.backward = T, B, threads, keep, backward
-        b.wsz = self.work_size(B, backward, I)
+        b.wsz = self.work_size(T, B, backward, I)
         b.work = aligned_empty(max(1, threads) * b.wsz, dt)
         if not backward:
             b.gates = np.empty((T * B, G), dtype=dt)
@@ -554,16 +555,14 @@ cdef class Kernel:
         r.h_n = buf(final[0], "h_n", B, P, tn, True)
         r.c_n = buf(final[1], "c_n", B, H, tn, True) if lstm else NULL
         r.aux = buf(b.aux, "aux", B, c.G if c.kind == GRU_CELL else H, tn, True)
-        if b.wsz < self.work_size(B):
+        if b.wsz < self.work_size(T, B):
             raise ValueError(f"buffers were made for a smaller cell: work of {b.wsz} elements "
-                             f"per thread, this pass needs {self.work_size(B)}")
+                             f"per thread, this pass needs {self.work_size(T, B)}")
         r.work = buf(b.work, "work", b.threads * b.wsz, -1, tn, True)
         r.wsz = b.wsz
-        r.wp_ih = NULL
-        if T * B <= SMALL_ROWS:
-            if self.wp_ih is None:              # under the GIL: packed once, then kept
-                self.wp_ih = pack(self.W_ih, False)
-            r.wp_ih = cnp.PyArray_DATA(<cnp.ndarray>self.wp_ih)
+        if self.wp_ih is None:                  # under the GIL: packed once, then kept
+            self.wp_ih = pack(self.W_ih, False)
+        r.wp_ih = cnp.PyArray_DATA(<cnp.ndarray>self.wp_ih)
         return 0
 
     def forward(self, Buffers b, x, out, Py_ssize_t col, init, final, bint reverse,
@@ -633,9 +632,9 @@ cdef class Kernel:
         g.drh = buf(b.drh, "drh", B, H, tn, True) if c.kind == GRU_ORIG_CELL else NULL
         g.rh_all = (buf(b.rh_all, "rh_all", T * B, H, tn, True) if c.kind == GRU_ORIG_CELL
                     else NULL)
-        if b.wsz < self.work_size(B, True):
+        if b.wsz < self.work_size(T, B, True):
             raise ValueError(f"b were made for a smaller cell: work of {b.wsz} elements per "
-                             f"thread, this pass needs {self.work_size(B, True)}")
+                             f"thread, this pass needs {self.work_size(T, B, True)}")
         r.work = buf(b.work, "work", b.threads * b.wsz, -1, tn, True)
         r.wsz = b.wsz
         if T == 0 or B == 0:

@@ -85,6 +85,17 @@ cdef inline void pgemm_cols(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_
         pgemm(M, n0 + lo, n0 + hi, K, A, lda, Wp, N, beta, C, ldc, work)
 
 
+cdef inline void pgemm_rows(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_t N,
+                            Py_ssize_t K, const floating *A, Py_ssize_t lda, const floating *Wp,
+                            floating beta, floating *C, Py_ssize_t ldc,
+                            floating *work) noexcept nogil:
+    """Chunk c of nc of the rows of pgemm C (M, N) = A (M, K) . W^T + beta C: threads share a
+    product of many rows (work: packed_work_size(M, K) elements per thread suffice)."""
+    cdef Py_ssize_t lo = chunk_lo(M, 1, c, nc), hi = chunk_lo(M, 1, c + 1, nc)
+    if lo < hi:
+        pgemm(hi - lo, 0, N, K, A + lo * lda, lda, Wp, N, beta, C + lo * ldc, ldc, work)
+
+
 cdef inline Py_ssize_t chunk_lo(Py_ssize_t n, Py_ssize_t align, Py_ssize_t c,
                                 Py_ssize_t nc) noexcept nogil:
     """Start of chunk c of nc over [0, n), bounds multiples of align (chunk c ends at

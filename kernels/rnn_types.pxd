@@ -43,8 +43,7 @@ cdef struct Run:
     void *aux            # LSTM (B, H) o tanh(c_t); GRU_CELL (B, G) h_{t-1} W_hh^T; ORIG (B, H) r h
     void *work           # per-thread packed-GEMM workspaces, wsz elements each
     Py_ssize_t wsz
-    const void *wp_ih    # packed W_ih (G, I) for a pass of few rows (T*B <= SMALL_ROWS): the
-                         # input projection then streams it like W_hh; else NULL (BLAS GEMM)
+    const void *wp_ih    # packed W_ih (G, I) for the input projection (forward)
 
 
 cdef struct Grad:
