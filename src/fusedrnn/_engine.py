@@ -76,32 +76,31 @@ class Engine:
         D, P = m.num_directions, m._P
         threads, together = self._plan(B)
         inp = x.reshape(T * B, -1)
-        with blas_single_thread(T * B * m._gates * m.hidden_size * max(x.shape[2], D * P)):
-            for layer in range(m.num_layers):
-                mask = None
-                if tape is not None and layer > 0 and m.dropout > 0:
-                    keep = 1.0 - m.dropout
-                    mask = (rng.random(inp.shape) < keep).astype(m.dtype) / m.dtype.type(keep)
-                    inp = inp * mask
-                out = np.empty((T * B, D * P), dtype=m.dtype)
-                ks = [self.kernel(layer, d) for d in range(D)]
-                if tape is not None:
-                    bufs = [k.buffers(T, B, threads, keep=True) for k in ks]
-                else:
-                    bufs = [self._buffers(k, f"fwd{d}", T, B, threads) for d, k in enumerate(ks)]
-                st = [tuple(s[layer * D + d] for s in init) for d in range(D)]
-                fin = [tuple(f[layer * D + d] for f in finals) for d in range(D)]
-                if together:
-                    ks[0].forward(bufs[0], inp, out, 0, st[0], fin[0], False, threads,
-                                  ks[1], bufs[1], P, st[1], fin[1])
-                else:
-                    for d in range(D):
-                        ks[d].forward(bufs[d], inp, out, d * P, st[d], fin[d], d == 1, threads)
-                if tape is not None:
-                    for b in bufs:
-                        b.aux = b.work = None        # scratch, not part of the tape
-                    tape.layers.append(_LayerTape(inp, out, mask, list(zip(ks, bufs))))
-                inp = out
+        for layer in range(m.num_layers):
+            mask = None
+            if tape is not None and layer > 0 and m.dropout > 0:
+                keep = 1.0 - m.dropout
+                mask = (rng.random(inp.shape) < keep).astype(m.dtype) / m.dtype.type(keep)
+                inp = inp * mask
+            out = np.empty((T * B, D * P), dtype=m.dtype)
+            ks = [self.kernel(layer, d) for d in range(D)]
+            if tape is not None:
+                bufs = [k.buffers(T, B, threads, keep=True) for k in ks]
+            else:
+                bufs = [self._buffers(k, f"fwd{d}", T, B, threads) for d, k in enumerate(ks)]
+            st = [tuple(s[layer * D + d] for s in init) for d in range(D)]
+            fin = [tuple(f[layer * D + d] for f in finals) for d in range(D)]
+            if together:
+                ks[0].forward(bufs[0], inp, out, 0, st[0], fin[0], False, threads,
+                              ks[1], bufs[1], P, st[1], fin[1])
+            else:
+                for d in range(D):
+                    ks[d].forward(bufs[d], inp, out, d * P, st[d], fin[d], d == 1, threads)
+            if tape is not None:
+                for b in bufs:
+                    b.aux = b.work = None        # scratch, not part of the tape
+                tape.layers.append(_LayerTape(inp, out, mask, list(zip(ks, bufs))))
+            inp = out
         return inp
 
     def backward(self, tape, dout, dfinal, dinit, grads):

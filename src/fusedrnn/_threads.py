@@ -3,9 +3,9 @@
 Each time step is shared between OpenMP threads (columns of the recurrent GEMM, hidden units of
 the gate pass).  By default that is OpenMP's own count (``OMP_NUM_THREADS``, or all cores), which
 ``threadpoolctl.threadpool_limits(n)`` also limits; ``set_num_threads(n)`` overrides it.
-The input projection and the weight-gradient GEMMs are BLAS calls made from those same threads
-(each on a share of the output rows), so BLAS is kept to one thread while a kernel runs
-(``blas_single_thread``): a second pool of spinning BLAS workers would fight the OpenMP threads
+The weight-gradient and dx GEMMs of backward are BLAS calls made from those same threads (each
+on a share of the output rows), so BLAS is kept to one thread while a backward kernel runs
+(``blas_single_thread``; forward uses no BLAS): a second pool of spinning BLAS workers would fight the OpenMP threads
 for the cores (measured: 5x slower on 2 cores).  Steps too small to share (less than 2**14
 multiply-adds) run on one thread.
 """
