@@ -462,21 +462,28 @@ cdef class Kernel:
         c.wt_hh = c.wt_n = c.wt_hr = NULL
 
     cdef int _pack_transposes(self) except -1:
-        """The packed W^T that the backward step products use (once per Kernel)."""
+        """The packed W^T that the backward step products use (once per Kernel).  pack()
+        releases the GIL, so two threads may pack at once: the copies are installed only if
+        none is yet, in one step under the GIL, and never replaced (a running pass keeps
+        reading them)."""
         cdef Cell *c = &self.cell
         H = c.H
         if c.wt_hh != NULL:
             return 0
+        wt_n = wt_hr = None
         if c.kind == GRU_ORIG_CELL:
-            self.wt_n = pack(self.W_hh[2 * H:], True)
-            c.wt_n = cnp.PyArray_DATA(<cnp.ndarray>self.wt_n)
-            self.wt_hh = pack(self.W_hh[:2 * H], True)
+            wt_n = pack(self.W_hh[2 * H:], True)
+            wt_hh = pack(self.W_hh[:2 * H], True)
         else:
-            self.wt_hh = pack(self.W_hh, True)
+            wt_hh = pack(self.W_hh, True)
         if self.W_hr is not None:
-            self.wt_hr = pack(self.W_hr, True)
-            c.wt_hr = cnp.PyArray_DATA(<cnp.ndarray>self.wt_hr)
-        c.wt_hh = cnp.PyArray_DATA(<cnp.ndarray>self.wt_hh)
+            wt_hr = pack(self.W_hr, True)
+        if c.wt_hh != NULL:                     # another thread installed them meanwhile
+            return 0
+        self.wt_hh, self.wt_n, self.wt_hr = wt_hh, wt_n, wt_hr
+        c.wt_n = cnp.PyArray_DATA(<cnp.ndarray>wt_n) if wt_n is not None else NULL
+        c.wt_hr = cnp.PyArray_DATA(<cnp.ndarray>wt_hr) if wt_hr is not None else NULL
+        c.wt_hh = cnp.PyArray_DATA(<cnp.ndarray>wt_hh)
         return 0
 
     @property
@@ -560,8 +567,12 @@ cdef class Kernel:
                              f"per thread, this pass needs {self.work_size(T, B)}")
         r.work = buf(b.work, "work", b.threads * b.wsz, -1, tn, True)
         r.wsz = b.wsz
-        if self.wp_ih is None:                  # under the GIL: packed once, then kept
-            self.wp_ih = pack(self.W_ih, False)
+        if self.wp_ih is None:
+            # packed once, then kept: pack() releases the GIL, so install only if no other
+            # thread did meanwhile (a running pass keeps reading the installed copy)
+            wp_ih = pack(self.W_ih, False)
+            if self.wp_ih is None:
+                self.wp_ih = wp_ih
         r.wp_ih = cnp.PyArray_DATA(<cnp.ndarray>self.wp_ih)
         return 0
 

@@ -89,6 +89,25 @@ def test_threads_sharing_a_model(kind, num_threads):
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_first_use_from_many_threads(kind):
+    """Threads released together on a model that has packed nothing yet (its kernels, packed
+    W_ih and backward transposes are made on first use, concurrently): serial results, bitwise;
+    and again after a weight change (repacked concurrently)."""
+    fusedrnn.set_num_threads(2)
+    xs = inputs(N_THREADS)
+    for change in (False, True):
+        model = make(kind)
+        if change:
+            work(model, xs[0])
+            model.load_state_dict({k: v * 0.5 for k, v in model.state_dict().items()})
+        twin = make(kind)
+        twin.load_state_dict(model.state_dict())
+        expected = [work(twin, x) for x in xs]
+        run_threads(lambda k: assert_bitwise(work(model, xs[k]), expected[k], f"thread {k}"),
+                    N_THREADS)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 def test_one_model_per_thread(kind):
     fusedrnn.set_num_threads(2)
     models = [make(kind, seed=k) for k in range(N_THREADS)]
