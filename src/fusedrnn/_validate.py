@@ -43,6 +43,9 @@ def check_dtype(dtype):
 def as_real_array(name, value, dtype):
     """Convert to a C-contiguous array of `dtype` (dtype None: np.asarray, no copy, no cast);
     refuse what is not real numbers (None, strings, objects, complex, bool)."""
+    if (dtype is not None and type(value) is np.ndarray and value.dtype == dtype
+            and value.flags.c_contiguous):
+        return value                     # the common case, without a conversion
     if value is None:
         raise TypeError(f"{name} must be an array of real numbers, got None")
     if type(value).__module__.startswith("torch"):
