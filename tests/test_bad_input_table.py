@@ -194,6 +194,11 @@ ROWS = [
     Row("cell-d_h-shape", "lstmcell", ValueError, "d_h", backward(zeros(B, H + 1))),
     Row("cell-d_c-type", "lstmcell", TypeError, "d_c", backward(zeros(B, H), "0")),
     Row("cell-d_h-tuple", "grucell", TypeError, "d_h", backward((zeros(B, H),))),
+    # ---- streams
+    Row("stream-bidirectional", "gru", ValueError, "bidirectional", lambda m, ctx: m.stream()),
+    Row("stream-batch", "grucell", ValueError, "batch", lambda m, ctx: m.stream(batch=0)),
+    Row("stream-chunk-batch", "lstmcell", ValueError, r"\bx\b",
+        lambda m, ctx: m.stream(batch=2)(zeros(B, I))),
 ]
 
 

@@ -54,8 +54,8 @@ def test_tiny_report_has_latency_rows_and_stream_column(tmp_path):
 
     rows = res["rows"]
     kinds = {(r["kind"], r["params"]["cell"]) for r in rows}
-    assert {("cell", "lstm"), ("cell", "gru"), ("call", "lstm"), ("forward", "lstm"),
-            ("train", "lstm")} <= kinds
+    assert {("cell", "lstm"), ("cell", "gru"), ("stream", "lstm"), ("call", "lstm"),
+            ("forward", "lstm"), ("train", "lstm")} <= kinds
     for r in rows:
         if r.get("skipped"):        # a training row without PyTorch has no reference
             assert r["kind"] == "train", r

@@ -53,6 +53,13 @@ def cell_forward(cls):
     return lambda: model(x)
 
 
+def stream_step(cls):
+    """One step of a stream (the state carried between calls)."""
+    stream = getattr(fusedrnn, cls)(I, H, num_layers=2, seed=0).stream(batch=B)
+    x = np.random.default_rng(0).standard_normal((1, B, I)).astype(np.float32)
+    return lambda: stream(x)
+
+
 def cell_train(cls):
     model = getattr(fusedrnn, cls)(CELL_I, CELL_H, seed=0)
     x = np.random.default_rng(0).standard_normal((B, CELL_I)).astype(np.float32)
@@ -72,6 +79,8 @@ ENTRY_POINTS = {
     "GRUCell-call": lambda: cell_forward("GRUCell"),
     "LSTMCell-train": lambda: cell_train("LSTMCell"),
     "GRUCell-train": lambda: cell_train("GRUCell"),
+    "LSTM-stream": lambda: stream_step("LSTM"),
+    "GRU-stream": lambda: stream_step("GRU"),
 }
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from . import _kernels
 from ._engine import Engine, Tape
 from ._params import Parametrized, make_rng
+from ._stream import Stream
 from ._validate import (as_real_array, check_bool, check_dropout, check_dtype, check_shape,
                         check_size)
 
@@ -151,12 +152,19 @@ class _RNNBase(Parametrized):
 
     def _run(self, input, hx, train, rng):
         x, batched = self._check_input(input)
-        T, B, _ = x.shape
-        init = self._check_hx(hx, B, batched)
+        init = self._check_hx(hx, x.shape[1], batched)
         if train:
             # the tape must not alias the caller's arrays (in-place edits would corrupt grads)
             x = x.copy() if np.shares_memory(x, input) else x
             init = tuple(np.array(s, copy=True) for s in init)
+        out, finals, tape = self._run_checked(x, batched, init, train, rng)
+        finals = tuple(self._format_state(f, batched) for f in finals)
+        return out, (finals if len(finals) == 2 else finals[0]), tape
+
+    def _run_checked(self, x, batched, init, train=False, rng=None):
+        """Run checked input x (T, B, I) from checked states init ((L*D, B, size) each):
+        -> (out in the user's layout, final states (L*D, B, size), tape or None)."""
+        T, B, _ = x.shape
         D, P = self.num_directions, self._P
         finals = tuple(np.empty_like(s) if B > 0 else np.zeros_like(s) for s in init)
         tape = Tape(self, T, B, batched, init) if train else None
@@ -164,10 +172,13 @@ class _RNNBase(Parametrized):
             out = self._engine.forward(x, init, finals, tape, rng)
         else:
             out = np.zeros((T * B, D * P), dtype=self.dtype)
-        out = self._format_output(out.reshape(T, B, D * P), batched)
-        finals = tuple(self._format_state(f, batched) for f in finals)
-        finals = finals if len(finals) == 2 else finals[0]
-        return out, finals, tape
+        return self._format_output(out.reshape(T, B, D * P), batched), finals, tape
+
+    def stream(self, batch=1, hx=None):
+        """A Stream: this model run on a sequence in pieces, the state carried between them
+        (``out = stream(x_chunk)``, ``stream.state``, ``stream.reset(hx)``; see
+        fusedrnn._stream).  ``batch``: sequences run side by side (None: unbatched chunks)."""
+        return Stream(self, batch, hx)
 
     def backward(self, tape, d_out, d_h_n=None):
         """Backpropagation through time for a ``forward_train`` tape.

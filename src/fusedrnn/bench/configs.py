@@ -1,11 +1,15 @@
 """What is measured: the benchmark configurations, the matrices of each mode, FLOP and byte counts.
 
 Row kinds (``Config.kind``):
-- ``forward``: inference of a whole layer stack (``fusedrnn.LSTM`` / ``GRU``), a sequence of T steps;
+- ``forward``: inference of a whole layer stack (``fusedrnn.LSTM`` / ``GRU``), a sequence of T
+  steps;
 - ``train``: forward + backward of the same;
 - ``cell``: one step of ``fusedrnn.LSTMCell`` / ``GRUCell`` (T = 1, one layer, one direction);
+- ``stream``: one step of a stream (``fusedrnn.LSTM(H, H).stream(batch=1)`` fed (1, 1, H)
+  chunks, its state carried between calls); PyTorch's peer is its cell, ONNX Runtime's a 1-step
+  model;
 - ``call``: the fixed cost of one layer call, ``fusedrnn.LSTM(16, 16)`` on x of shape (1, 1, 16).
-``cell`` and ``call`` rows form the latency table (µs per call).
+``cell``, ``stream`` and ``call`` rows form the latency table (µs per call).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from typing import List, Optional
 
 import numpy as np
 
-KINDS = ("forward", "train", "cell", "call")
-LATENCY_KINDS = ("cell", "call")
+KINDS = ("forward", "train", "cell", "stream", "call")
+LATENCY_KINDS = ("cell", "stream", "call")
+ONE_STEP_KINDS = ("cell", "stream")     # one step of one layer-direction
 
 # Rows of a packed weight are padded to a multiple of this (fusedrnn's packed GEMM layout).
 PACK_ROWS = 32
@@ -41,9 +46,9 @@ class Config:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if self.kind == "cell" and (self.seq, self.layers, self.bidirectional,
-                                    self.proj_size) != (1, 1, False, 0):
-            raise ValueError(f"a cell row is one step of one layer-direction without "
+        if self.kind in ONE_STEP_KINDS and (self.seq, self.layers, self.bidirectional,
+                                            self.proj_size) != (1, 1, False, 0):
+            raise ValueError(f"a {self.kind} row is one step of one layer-direction without "
                              f"projection, got {self}")
 
     @property
@@ -73,14 +78,15 @@ class Config:
     @property
     def name(self) -> str:
         first = {"forward": self.cell, "train": f"{self.cell} train",
-                 "cell": f"{self.cell}cell step", "call": f"{self.cell} call"}[self.kind]
-        parts = [first] + ([] if self.kind == "cell" else [f"T{self.seq}"])
+                 "cell": f"{self.cell}cell step", "stream": f"{self.cell} stream step",
+                 "call": f"{self.cell} call"}[self.kind]
+        parts = [first] + ([] if self.kind in ONE_STEP_KINDS else [f"T{self.seq}"])
         parts += [f"B{self.batch}", f"H{self.hidden}"]
         if self.input_size is not None and self.input_size != self.hidden:
             parts.append(f"I{self.input_size}")
         if self.proj_size:
             parts.append(f"P{self.proj_size}")
-        if self.kind != "cell":
+        if self.kind not in ONE_STEP_KINDS:
             parts.append(f"L{self.layers}")
             parts.append("bi" if self.bidirectional else "uni")
         if self.cell == "gru" and not self.reset_after:
@@ -151,17 +157,21 @@ def _full_matrix() -> List[Config]:
     return cfgs + LATENCY_CONFIGS
 
 
-def cell_step(cell: str, hidden: int) -> Config:
-    """One LSTMCell / GRUCell step, batch 1, input = hidden, float32."""
-    return Config(cell, 1, hidden, seq=1, kind="cell")
+def cell_step(cell: str, hidden: int, kind: str = "cell") -> Config:
+    """One LSTMCell / GRUCell step (kind "stream": one step of a layer's stream), batch 1,
+    input = hidden, float32."""
+    return Config(cell, 1, hidden, seq=1, kind=kind)
 
 
 # Fixed cost of one call: the smallest useful layer, one step, one sequence.
 CALL_CONFIG = Config("lstm", 1, 16, seq=1, kind="call")
 
-# Latency table (issue 7): cell steps at H = I = 128 ... 1024, and the fixed cost of one call.
-LATENCY_CONFIGS: List[Config] = [cell_step(cell, H) for cell in ("lstm", "gru")
-                                 for H in (128, 256, 512, 1024)] + [CALL_CONFIG]
+# Latency table (issues 7 and 9): cell steps at H = I = 128 ... 1024, stream steps at 128 ... 512,
+# and the fixed cost of one call.
+LATENCY_CONFIGS: List[Config] = (
+    [cell_step(cell, H) for cell in ("lstm", "gru") for H in (128, 256, 512, 1024)]
+    + [cell_step(cell, H, "stream") for cell in ("lstm", "gru") for H in (128, 256, 512)]
+    + [CALL_CONFIG])
 
 FULL_CONFIGS: List[Config] = _full_matrix()
 
@@ -194,7 +204,7 @@ TINY_CONFIGS: List[Config] = [
     Config("lstm", 1, 16, seq=4, layers=2, bidirectional=True),
     Config("gru", 2, 16, seq=4),
     Config("lstm", 2, 16, seq=3, kind="train"),
-    cell_step("lstm", 32), cell_step("gru", 32), CALL_CONFIG,
+    cell_step("lstm", 32), cell_step("gru", 32), cell_step("lstm", 32, "stream"), CALL_CONFIG,
 ]
 
 MODE_CONFIGS = {"tiny": TINY_CONFIGS, "quick": QUICK_CONFIGS, "default": DEFAULT_CONFIGS,

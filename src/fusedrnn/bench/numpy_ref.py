@@ -126,7 +126,8 @@ def _forward(x, init, params, num_layers, bidirectional, make_step):
     """Stack layers and directions around one time loop, for either cell.
 
     ``init``: the initial states, each (L*D, B, size) (h0, or h0 and c0); ``make_step(p, B)``
-    returns (the biases added to the input projection, step) where ``step(XWt[t], state, out[t])`` writes h_t into
+    returns (the biases added to the input projection, step) where
+    ``step(XWt[t], state, out[t])`` writes h_t into
     ``out[t]`` and returns the new state tuple (h_t first). Returns (out, *final states).
     """
     dt = x.dtype

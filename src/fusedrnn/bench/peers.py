@@ -21,7 +21,7 @@ from typing import Callable, Dict
 import numpy as np
 
 from .cases import Case, make_case
-from .configs import Config
+from .configs import LATENCY_KINDS, ONE_STEP_KINDS, Config
 from .numpy_ref import gru_forward, lstm_forward
 
 IMPLS = ("fusedrnn", "numpy", "torch", "ort")
@@ -145,6 +145,11 @@ def build_fusedrnn(case: Case, threads=None) -> Runner:
     if cfg.kind == "cell":
         x, hx = case.x[0], _hx(case, layer_axis=False)
         return Runner("fusedrnn", lambda: model(x, hx), lambda res: _split_cell(cfg, res))
+    if cfg.kind == "stream":
+        # starts from the case's state (the checked first call); later calls carry it on
+        stream = model.stream(batch=cfg.batch, hx=_hx(case))
+        return Runner("fusedrnn", lambda: (stream(case.x), stream.state),
+                      lambda res: _split_state(cfg, *res))
     x, hx = case.x, _hx(case)
     return Runner("fusedrnn", lambda: model(x, hx), lambda res: _split_state(cfg, *res))
 
@@ -181,7 +186,7 @@ def _torch_module(case: Case):
     if cfg.cell == "gru" and not cfg.reset_after:
         raise PeerUnavailable("torch.nn.GRU has no reset_after=False (original GRU) variant")
     tdtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
-    if cfg.kind == "cell":
+    if cfg.kind in ONE_STEP_KINDS:       # a stream step's peer is the cell
         cls = torch.nn.LSTMCell if cfg.cell == "lstm" else torch.nn.GRUCell
         model = cls(cfg.input, cfg.hidden, bias=True, dtype=tdtype)
         state = _cell_state_dict(case)
@@ -210,7 +215,7 @@ def build_torch(case: Case, threads=None) -> Runner:
         return build_torch_train(case, threads)
     torch, model = _torch_module(case)
     model.eval()
-    cell = cfg.kind == "cell"
+    cell = cfg.kind in ONE_STEP_KINDS
     x = torch.from_numpy(case.x[0] if cell else case.x)
     hx = _to_torch(torch, _hx(case, layer_axis=not cell))
 
@@ -413,7 +418,7 @@ def builders_for(cfg: Config) -> Dict[str, Callable]:
     """The implementations that time a row of this kind, by name."""
     if cfg.train:
         return TRAIN_BUILDERS
-    return LATENCY_BUILDERS if cfg.kind in ("cell", "call") else FORWARD_BUILDERS
+    return LATENCY_BUILDERS if cfg.kind in LATENCY_KINDS else FORWARD_BUILDERS
 
 
 def reference(case: Case) -> Dict[str, np.ndarray]:

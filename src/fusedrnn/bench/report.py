@@ -9,6 +9,7 @@ from typing import List
 
 import numpy as np
 
+from .configs import LATENCY_KINDS
 from .measure import contended
 from .peers import IMPL_LABELS, LATENCY_BUILDERS, TRAIN_BUILDERS, FORWARD_BUILDERS
 
@@ -25,7 +26,7 @@ _TABLES = (
      ("GFLOP/s", "% peak", "% stream")),
     (("train",), "Training (forward + backward)", TRAIN_BUILDERS, "ms", 1.0,
      ("GFLOP/s", "% peak")),
-    (("cell", "call"), "Latency: one cell step, and the fixed cost of one layer call",
+    (LATENCY_KINDS, "Latency: one cell step, one stream step, and the fixed cost of one layer call",
      LATENCY_BUILDERS, "µs", 1e3, ("% stream",)),
 )
 

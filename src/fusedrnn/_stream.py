@@ -1,0 +1,54 @@
+"""Streams: one sequence (or a batch of them) run in pieces, the state carried between pieces.
+
+``stream = model.stream(batch=1)`` then ``out = stream(x_chunk)`` for chunks of any length
+(1 step included); ``stream.state`` is the state after the last chunk (shaped like ``h_n``, or
+``(h_n, c_n)`` for an LSTM), ``stream.reset(hx=None)`` starts a new sequence.  A chunk is laid out
+like the model's input (``(t, batch, I)``, ``(batch, t, I)`` with ``batch_first``, or ``(t, I)``
+for a stream made with ``batch=None``).  Every chunk runs the same kernels as a whole-sequence
+call, on the model's packed weights: no repacking, buffers reused between chunks of the same
+length.  Bidirectional models are refused: their reverse direction needs the whole sequence.
+"""
+import numpy as np
+
+from ._validate import check_size
+
+
+class Stream:
+    """See the module docstring; made by ``LSTM.stream`` / ``GRU.stream``."""
+
+    def __init__(self, model, batch=1, hx=None):
+        if model.bidirectional:
+            raise ValueError("stream: a bidirectional model needs the whole sequence (its reverse "
+                             "direction starts at the last step); call the model instead")
+        self.model = model
+        self.batch = None if batch is None else check_size("batch", batch)
+        self.reset(hx)
+
+    def reset(self, hx=None):
+        """Start a new sequence from hx (None: zeros), checked like the model's hx."""
+        batched = self.batch is not None
+        init = self.model._check_hx(hx, self.batch if batched else 1, batched)
+        self._state = tuple(np.array(s, copy=True) for s in init)
+
+    @property
+    def state(self):
+        """The state after the last chunk: like the model's h_n (``(h_n, c_n)`` for an LSTM)."""
+        batched = self.batch is not None
+        st = tuple(self.model._format_state(s, batched).copy() for s in self._state)
+        return st if len(st) == 2 else st[0]
+
+    def __call__(self, x):
+        """Run the next chunk; returns its outputs, shaped like the model's ``out``."""
+        m = self.model
+        xa, batched = m._check_input(x)
+        if batched != (self.batch is not None) or (batched and xa.shape[1] != self.batch):
+            want = (f"{self.batch} sequences" if self.batch is not None
+                    else "unbatched input (the stream was made with batch=None)")
+            raise ValueError(f"x must be a chunk of {want} like the model's input, got shape "
+                             f"{np.shape(x)}")
+        out, finals, _ = m._run_checked(xa, batched, self._state)
+        self._state = finals
+        return out
+
+    def __repr__(self):
+        return f"Stream({self.model!r}, batch={self.batch})"
