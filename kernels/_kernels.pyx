@@ -622,7 +622,10 @@ cdef class Kernel:
             raise ValueError(f"b must be backward buffers for T={T}, B={B}, {threads} threads")
         self._run(&r, tape, x, out, col, init, None, reverse)
         self._pack_transposes()
-        g.lddo = dout.shape[1] if dout.ndim == 2 else 0
+        if dout.ndim != 2 or not 0 <= col <= dout.shape[1] - P:
+            raise ValueError(f"dout must be 2-D with col in [0, dout.shape[1] - {P}], got "
+                             f"shape {dout.shape}, col {col}")
+        g.lddo = dout.shape[1]
         g.dout = <char *>buf(dout, "dout", T * B, g.lddo, tn, False) + col * (8 if c.dbl else 4)
         g.dh_n = buf(dfinal[0], "dh_n", B, P, tn, False)
         g.dc_n = buf(dfinal[1], "dc_n", B, H, tn, False) if lstm else NULL
