@@ -172,3 +172,27 @@ def test_default_count_follows_openmp_in_each_thread():
     finally:
         fusedrnn.set_num_threads(None)
         torch.set_num_threads(before)
+
+
+def _blas_counts():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    return [(i["filepath"], i["num_threads"]) for i in threadpoolctl.threadpool_info()
+            if i["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_blas_thread_counts_restored_after_concurrent_calls(kind):
+    """Backward holds BLAS to one thread while any call runs (a process-wide count shared by
+    the Python threads) and gives the counts back when the last call ends."""
+    before = _blas_counts()
+    assert before, "no BLAS library found by threadpoolctl"
+    fusedrnn.set_num_threads(2)
+    model = make(kind)
+    xs = inputs(N_THREADS)
+    run_threads(lambda k: work(model, xs[k]), N_THREADS)
+    assert _blas_counts() == before
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        run_threads(lambda k: work(model, xs[k]), N_THREADS)
+        assert all(n == 1 for _, n in _blas_counts())
+    assert _blas_counts() == before
