@@ -194,6 +194,10 @@ ROWS = [
     Row("cell-d_h-shape", "lstmcell", ValueError, "d_h", backward(zeros(B, H + 1))),
     Row("cell-d_c-type", "lstmcell", TypeError, "d_c", backward(zeros(B, H), "0")),
     Row("cell-d_h-tuple", "grucell", TypeError, "d_h", backward((zeros(B, H),))),
+    # ---- imports
+    Row("from-torch-type", None, TypeError, "module", lambda m, ctx: fusedrnn.from_torch("lstm")),
+    Row("from-torch-dtype", None, ValueError, "module",
+        lambda m, ctx: fusedrnn.from_torch(__import__("torch").nn.GRU(3, 4).half())),
     # ---- streams
     Row("stream-bidirectional", "gru", ValueError, "bidirectional", lambda m, ctx: m.stream()),
     Row("stream-batch", "grucell", ValueError, "batch", lambda m, ctx: m.stream(batch=0)),
