@@ -58,10 +58,15 @@ class Engine:
                                                    I=max(m.input_size, m.num_directions * m._P))
         return b
 
+    def _step_work(self, B):
+        """Multiply-adds of one step's recurrent product (B rows), which sizes the team."""
+        m = self.model
+        return B * m._gates * m.hidden_size * m._P
+
     def _plan(self, B):
         """(threads, together): the team size and whether both directions share it."""
         m = self.model
-        work = B * m._gates * m.hidden_size * m._P
+        work = self._step_work(B)
         threads = step_threads(work)
         if m.num_directions == 2 and work >= TOGETHER_MIN_WORK and get_num_threads() >= 2:
             return min(get_num_threads(), 2 * threads), True
@@ -109,7 +114,7 @@ class Engine:
         m = self.model
         T, B = tape.T, tape.B
         D, P = m.num_directions, m._P
-        threads = step_threads(B * m._gates * m.hidden_size * m._P)
+        threads = step_threads(self._step_work(B))
         scratch = np.empty(m._gates * m.hidden_size, dtype=m.dtype)   # db without a bias
         dinp = None
         with blas_single_thread(T * B * m._gates * m.hidden_size * max(m.input_size, D * P)):
