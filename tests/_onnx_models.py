@@ -12,10 +12,11 @@ INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
 
 def node_model(op="LSTM", *, I=3, H=4, direction="forward", layout=0, bias=True, initial=None,
                seq_lens=False, dtype=np.float32, attrs=None, P=None, weights="initializer",
-               seed=0, name="rnn"):
+               seed=0, name="rnn", override=None):
     """A model of one LSTM/GRU node with random weights (the same for the same seed, whatever
-    the layout).  Graph inputs: X, then sequence_lens if `seq_lens`, then initial_h (and
-    initial_c) if `initial == "input"`; `initial` "zeros"/"random" makes them constants.
+    the layout).  Graph inputs: X, then sequence_lens if `seq_lens` (`"constant"`: an
+    initializer), then initial_h (and initial_c) if `initial == "input"`; `initial`
+    "zeros"/"random" makes them constants.  `override`: name -> array replacing a value.
     `weights`: "initializer", "constant" (Constant nodes) or "input" (graph inputs: not
     constants).  `P`: peepholes (LSTM), an initializer.  `attrs`: more node attributes."""
     from onnx import TensorProto, helper, numpy_helper
@@ -34,6 +35,7 @@ def node_model(op="LSTM", *, I=3, H=4, direction="forward", layout=0, bias=True,
             values[s] = values[s].transpose(1, 0, 2)
     if P is not None:
         values["P"] = P
+    values.update(override or {})
     values = {k: np.asarray(v, dtype=dtype) for k, v in values.items()}
 
     names = {"X": "X", "W": "W", "R": "R", "B": "B" if bias else "",
@@ -47,7 +49,10 @@ def node_model(op="LSTM", *, I=3, H=4, direction="forward", layout=0, bias=True,
 
     x_shape = ["seq", "batch", I] if layout == 0 else ["batch", "seq", I]
     graph_inputs = [helper.make_tensor_value_info("X", elem, x_shape)]
-    if seq_lens:
+    nodes, inits = [], []
+    if seq_lens == "constant":
+        inits.append(numpy_helper.from_array(np.array([1, 1], dtype=np.int32), "sequence_lens"))
+    elif seq_lens:
         graph_inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32,
                                                           ["batch"]))
     constants = [k for k in ("W", "R", "B", "P") if names.get(k)]
@@ -55,7 +60,6 @@ def node_model(op="LSTM", *, I=3, H=4, direction="forward", layout=0, bias=True,
         graph_inputs += [helper.make_tensor_value_info(s, elem, state_shape) for s in states]
     elif initial:
         constants += states
-    nodes, inits = [], []
     for k in constants:
         if weights == "input" and k in ("W", "R"):
             graph_inputs.append(helper.make_tensor_value_info(k, elem, values[k].shape))
@@ -65,7 +69,7 @@ def node_model(op="LSTM", *, I=3, H=4, direction="forward", layout=0, bias=True,
         else:
             inits.append(numpy_helper.from_array(values[k], k))
     outputs = ["Y", "Y_h", "Y_c"][:3 if op == "LSTM" else 2]
-    node_attrs = dict(hidden_size=H, direction=direction, **(attrs or {}))
+    node_attrs = {"hidden_size": H, "direction": direction, **(attrs or {})}
     if layout:
         node_attrs["layout"] = layout
     nodes.append(helper.make_node(op, node_inputs, outputs, name=name, **node_attrs))
