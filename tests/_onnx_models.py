@@ -24,7 +24,8 @@ def node_model(op="LSTM", *, I=3, H=4, direction="forward", layout=0, bias=True,
     rng = np.random.default_rng(seed)
     G, D = GATES[op], 2 if direction == "bidirectional" else 1
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-    values = {"W": rng.uniform(-0.5, 0.5, (D, G * H, I)), "R": rng.uniform(-0.5, 0.5, (D, G * H, H)),
+    values = {"W": rng.uniform(-0.5, 0.5, (D, G * H, I)),
+              "R": rng.uniform(-0.5, 0.5, (D, G * H, H)),
               "B": rng.uniform(-0.5, 0.5, (D, 2 * G * H))}
     states = ["initial_h", "initial_c"][:2 if op == "LSTM" else 1]
     state_shape = [D, "batch", H] if layout == 0 else ["batch", D, H]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from _onnx_models import node_model, reference_outputs, run_reference
-from conftest import assert_close, flatten, import_fusedrnn
+from conftest import flatten, import_fusedrnn
 
 fusedrnn = import_fusedrnn()
 onnx = pytest.importorskip("onnx")

@@ -95,12 +95,12 @@ def _constants(graph):
     return {name: numpy_helper.to_array(t) for name, t in consts.items()}
 
 
-def _layer(node, consts):
-    """The layer of one LSTM/GRU node (checks every attribute and constant input)."""
+def _attributes(node, where):
+    """(direction, layout, linear_before_reset, hidden_size or None) of an LSTM/GRU node, after
+    checking that every attribute is one fusedrnn runs."""
     from onnx import helper
 
-    op, G = node.op_type, _GATES[node.op_type]
-    where = f"{op} node {node.name!r}" if node.name else f"{op} node"
+    op = node.op_type
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     known = _ATTRIBUTES | ({"input_forget"} if op == "LSTM" else {"linear_before_reset"})
     for name in attrs:
@@ -132,7 +132,15 @@ def _layer(node, consts):
     reset_after = attrs.get("linear_before_reset", 0)
     if reset_after not in (0, 1):
         raise ValueError(f"{where}: linear_before_reset must be 0 or 1, got {reset_after!r}")
+    return direction, layout, reset_after, attrs.get("hidden_size")
 
+
+def _layer(node, consts):
+    """The layer of one LSTM/GRU node (checks every attribute and constant input)."""
+    op, G = node.op_type, _GATES[node.op_type]
+    where = f"{op} node {node.name!r}" if node.name else f"{op} node"
+    direction, layout, reset_after, hidden_size = _attributes(node, where)
+    D = 2 if direction == "bidirectional" else 1
     names = dict(zip(_INPUTS, list(node.input) + [""] * len(_INPUTS)))
 
     def const(name, required=True):
@@ -154,8 +162,8 @@ def _layer(node, consts):
         raise ValueError(f"{where}: W must have shape ({D}, {G}*hidden_size, input_size) for "
                          f"direction={direction!r}, got {W.shape} (R {R.shape})")
     H, I = W.shape[1] // G, W.shape[2]
-    if attrs.get("hidden_size", H) != H or R.shape != (D, G * H, H):
-        raise ValueError(f"{where}: hidden_size={attrs.get('hidden_size')} does not fit W "
+    if hidden_size not in (None, H) or R.shape != (D, G * H, H):
+        raise ValueError(f"{where}: hidden_size={hidden_size} does not fit W "
                          f"{W.shape} and R {R.shape} (expected R ({D}, {G * H}, {H}))")
     B = const("B")
     if B is not None and B.shape != (D, 2 * G * H):
@@ -226,7 +234,7 @@ def to_onnx(model, path=None, initial_states=False):
     """A standard ONNX model of `model` (an LSTM, GRU, LSTMCell, GRUCell or Reversed), one
     LSTM/GRU node per layer; written to `path` if given, and returned (a ModelProto)."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     initial_states = check_bool("initial_states", initial_states)
     rnn = model.layer if isinstance(model, Reversed) else model
@@ -235,7 +243,7 @@ def to_onnx(model, path=None, initial_states=False):
                          f"LSTM has no projection), got proj_size={rnn.proj_size}")
     op = "LSTM" if isinstance(rnn, LSTM) else "GRU"
     cell = isinstance(rnn, (LSTMCell, GRUCell))
-    G, H, L, D = _GATES[op], rnn.hidden_size, rnn.num_layers, rnn.num_directions
+    H, L, D = rnn.hidden_size, rnn.num_layers, rnn.num_directions
     direction = ("reverse" if isinstance(model, Reversed)
                  else "bidirectional" if D == 2 else "forward")
     elem = helper.np_dtype_to_tensor_dtype(rnn.dtype)
@@ -271,9 +279,10 @@ def to_onnx(model, path=None, initial_states=False):
 
     layer_finals = {s: [] for s in states}
     for k in range(L):
-        s = [rnn._suffix(k, d) for d in range(D)]
-        param = lambda name: np.stack([_gates(rnn._param(name + sd), op, True)  # noqa: E731
-                                       for sd in s])
+        def param(name):        # (D, ...): this layer's directions, ONNX's gate order
+            return np.stack([_gates(rnn._param(name + rnn._suffix(k, d)), op, to_onnx=True)
+                             for d in range(D)])
+
         ins = [x, const(f"W_l{k}", param("weight_ih")), const(f"R_l{k}", param("weight_hh")),
                const(f"B_l{k}", np.concatenate([param("bias_ih"), param("bias_hh")], axis=1))
                if rnn.bias else "", ""]
