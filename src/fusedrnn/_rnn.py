@@ -10,10 +10,11 @@ import numpy as np
 
 from . import _kernels
 from ._engine import Engine, Tape
+from ._lengths import Lengths
 from ._params import Parametrized, make_rng
 from ._stream import Stream
-from ._validate import (as_real_array, check_bool, check_dropout, check_dtype, check_shape,
-                        check_size)
+from ._validate import (as_real_array, check_bool, check_dropout, check_dtype, check_lengths,
+                        check_shape, check_size)
 
 
 class _RNNBase(Parametrized):
@@ -128,18 +129,26 @@ class _RNNBase(Parametrized):
     def _format_state(state, batched):
         return state if batched else state[:, 0, :]
 
-    def __call__(self, input, hx=None):
-        return self.forward(input, hx)
+    def __call__(self, input, hx=None, lengths=None):
+        return self.forward(input, hx, lengths)
 
     # ------------------------------------------------------------------ running
-    def forward(self, input, hx=None):
+    def forward(self, input, hx=None, lengths=None):
         """Inference (PyTorch eval() + no_grad()): returns ``out, h_n`` (``h_n`` is
-        ``(h_n, c_n)`` for LSTM), shaped as torch.nn's."""
-        out, finals, _ = self._run(input, hx, train=False, rng=None)
+        ``(h_n, c_n)`` for LSTM), shaped as torch.nn's.
+
+        ``lengths`` (one integer in [1, seq_len] per sequence, any order; a list, numpy
+        array or torch tensor): a padded batch, run as PyTorch runs
+        ``pack_padded_sequence(x, lengths, enforce_sorted=False)``: ``out`` is zero past each
+        sequence's length, ``h_n`` holds each sequence's state at its own last step, the
+        reverse direction starts there.  Padded steps cost no arithmetic."""
+        out, finals, _ = self._run(input, hx, train=False, rng=None, lengths=lengths)
         return out, finals
 
-    def forward_train(self, input, hx=None, rng=None):
+    def forward_train(self, input, hx=None, rng=None, lengths=None):
         """Like ``forward``, plus a tape for ``backward``: returns ``out, h_n, tape``.
+        ``lengths`` as in ``forward`` (the tape keeps them; the gradient reaching padded steps
+        of the input is zero).
 
         Dropout (``dropout > 0``) is applied to the outputs of every layer but the last, with
         masks drawn from ``rng`` (a numpy Generator or seed; default: the model's own stream,
@@ -148,28 +157,34 @@ class _RNNBase(Parametrized):
         (LSTM) or ``W_hn h_{t-1} + b_hn`` (GRU); see docs/training.md for the bytes per step.
         """
         rng = self._dropout_rng if rng is None else make_rng(rng, "rng")
-        return self._run(input, hx, train=True, rng=rng)
+        return self._run(input, hx, train=True, rng=rng, lengths=lengths)
 
-    def _run(self, input, hx, train, rng):
+    def _run(self, input, hx, train, rng, lengths=None):
         x, batched = self._check_input(input)
         init = self._check_hx(hx, x.shape[1], batched)
+        if lengths is not None:
+            lengths = check_lengths(lengths, x.shape[0], x.shape[1], batched)
+            # every sequence full length: the plain run (the same code path, bit for bit)
+            lengths = None if lengths.size == 0 or lengths.min() == x.shape[0] else (
+                Lengths(lengths, x.shape[0]))
         if train:
             # the tape must not alias the caller's arrays (in-place edits would corrupt grads)
             x = x.copy() if np.shares_memory(x, input) else x
             init = tuple(np.array(s, copy=True) for s in init)
-        out, finals, tape = self._run_checked(x, batched, init, train, rng)
+        out, finals, tape = self._run_checked(x, batched, init, train, rng, lengths)
         finals = tuple(self._format_state(f, batched) for f in finals)
         return out, (finals if len(finals) == 2 else finals[0]), tape
 
-    def _run_checked(self, x, batched, init, train=False, rng=None):
-        """Run checked input x (T, B, I) from checked states init ((L*D, B, size) each):
-        -> (out in the user's layout, final states (L*D, B, size), tape or None)."""
+    def _run_checked(self, x, batched, init, train=False, rng=None, lengths=None):
+        """Run checked input x (T, B, I) from checked states init ((L*D, B, size) each), with
+        checked lengths (a Lengths or None): -> (out in the user's layout, final states
+        (L*D, B, size), tape or None)."""
         T, B, _ = x.shape
         D, P = self.num_directions, self._P
         finals = tuple(np.empty_like(s) if B > 0 else np.zeros_like(s) for s in init)
         tape = Tape(self, T, B, batched, init) if train else None
         if B > 0:
-            out = self._engine.forward(x, init, finals, tape, rng)
+            out = self._engine.forward(x, init, finals, tape, rng, lengths)
         else:
             out = np.zeros((T * B, D * P), dtype=self.dtype)
         return self._format_output(out.reshape(T, B, D * P), batched), finals, tape

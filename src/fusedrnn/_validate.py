@@ -67,3 +67,28 @@ def check_shape(name, arr, expected, what=None):
         desc = f" {what}" if what else ""
         raise ValueError(f"{name} must have shape {tuple(expected)}{desc}, got {arr.shape}")
     return arr
+
+
+def check_lengths(value, T, B, batched):
+    """``lengths=`` of a call on input of T steps and B sequences: one integer in [1, T] per
+    sequence (a list, numpy array or torch tensor; unbatched input: one integer) -> (B,) intp."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"lengths must be integers, got {value!r}")
+    if type(value).__module__.startswith("torch"):
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"lengths must be integers: {exc}") from None
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers (one per sequence), got dtype {arr.dtype}")
+    if batched:
+        check_shape("lengths", arr, (B,), "(batch,): one length per sequence")
+    elif arr.shape not in ((), (1,)):
+        raise ValueError(f"lengths must be one integer for unbatched input, got shape "
+                         f"{arr.shape}")
+    arr = arr.reshape(-1)
+    if arr.size and (arr.min() < 1 or arr.max() > T):
+        raise ValueError(f"lengths must be in [1, {T}] (the sequence length), got values "
+                         f"from {arr.min()} to {arr.max()}")
+    return arr.astype(np.intp)
