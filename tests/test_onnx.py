@@ -219,16 +219,34 @@ def test_sequence_lens_vs_onnxruntime(op, direction, layout):
 
 
 def test_flip_index_reverses_each_sequence_within_its_length():
-    """What Reversed does with lengths= (its ORT test above waits for lengths=)."""
+    """What Reversed does with lengths= (independent of ONNX: a loop over the sequences)."""
     from fusedrnn._reversed import _flip_index
 
-    lengths = [4, 0, 2, 1]
-    src = _flip_index(4, 4, np.array(lengths))
+    lengths = [4, 1, 2, 3]
+    src = _flip_index(4, np.array(lengths))
     for b, n in enumerate(lengths):
         assert list(src[:, b]) == list(range(n - 1, -1, -1)) + list(range(n, 4))
-    assert _flip_index(4, 4, np.array([5, 1, 1, 1])) is None
-    assert _flip_index(4, 4, np.array([1.0, 1, 1, 1])) is None
-    assert _flip_index(4, 3, np.array([1, 1, 1, 1])) is None
+
+
+@pytest.mark.skipif(not HAS_LENGTHS, reason="lengths= not yet available")
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_reversed_lengths_is_each_sequence_reversed_alone(batch_first, rng):
+    """Reversed(layer)(x, lengths=n) equals running each sequence alone on its first n steps
+    (padding zero); unbatched input with lengths too."""
+    rev = fusedrnn.Reversed(fusedrnn.LSTM(3, 4, batch_first=batch_first, seed=4))
+    lengths = [5, 2, 4]
+    x = rng.standard_normal((3, 5, 3) if batch_first else (5, 3, 3)).astype(np.float32)
+    out, (h_n, c_n) = rev(x, lengths=lengths)
+    for b, n in enumerate(lengths):
+        xb = x[b, :n] if batch_first else x[:n, b]
+        ob, (hb, cb) = rev(xb)
+        got = out[b] if batch_first else out[:, b]
+        np.testing.assert_allclose(got[:n], ob, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(got[n:], 0)
+        np.testing.assert_allclose(h_n[:, b], hb, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(c_n[:, b], cb, rtol=1e-6, atol=1e-7)
+        o1, _ = rev(np.concatenate([xb, np.ones((2, 3), np.float32)]), lengths=n)
+        np.testing.assert_allclose(o1[:n], ob, rtol=1e-6, atol=1e-7)
 
 
 def test_multi_node_model_gives_a_dict():

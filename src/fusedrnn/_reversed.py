@@ -14,7 +14,7 @@ The wrapper keeps the layer's parameters, options and ``state_dict``; it is for 
 import numpy as np
 
 from ._rnn import GRU, LSTM
-from ._validate import as_real_array
+from ._validate import as_real_array, check_lengths
 
 # the layer's options and read-only properties, shared through the wrapper
 _OPTIONS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
@@ -72,23 +72,21 @@ class Reversed:
 
     def forward(self, input, hx=None, lengths=None):
         """``out, h_n`` (``out, (h_n, c_n)`` for LSTM) of the layer read backwards in time;
-        ``lengths`` (if the layer takes it) is passed on, each sequence flipped within it."""
+        with ``lengths`` (as the layer's) each sequence is flipped within its length."""
         x = as_real_array("input", input, None)
         if x.ndim not in (2, 3):
-            return self.layer(x, hx)                  # the layer raises its shape error
-        axis = 1 if (x.ndim == 3 and self.layer.batch_first) else 0
+            return self.layer(x, hx, lengths)         # the layer raises its shape error
+        batched = x.ndim == 3
+        axis = 1 if (batched and self.layer.batch_first) else 0
         if lengths is None:
             out, state = self.layer(np.flip(x, axis), hx)
             return np.flip(out, axis), state
-        T, B = (x.shape[1], x.shape[0]) if axis == 1 else (x.shape[0], x.shape[1])
-        src = _flip_index(T, B, lengths) if x.ndim == 3 else None
-        if src is None:
-            self.layer(x, hx, lengths=lengths)        # the layer's own error for bad lengths
-            raise ValueError(f"lengths must hold one integer in [0, {T}] per sequence of a "
-                             f"batched input (batch {B}), got {lengths!r}")
+        T, B = x.shape[axis], (x.shape[1 - axis] if batched else 1)
+        src = _flip_index(T, check_lengths(lengths, T, B, batched))
         b = np.arange(B)[None, :]
-        flip = (lambda a: a[src, b]) if axis == 0 else (lambda a: a[b.T, src.T])
-        out, state = self.layer(flip(x), hx, lengths=lengths)
+        flip = ((lambda a: a[src[:, 0]]) if not batched else
+                (lambda a: a[src, b]) if axis == 0 else (lambda a: a[b.T, src.T]))
+        out, state = self.layer(flip(x), hx, lengths)
         return flip(out), state
 
     def to_onnx(self, path=None, initial_states=False):
@@ -98,12 +96,10 @@ class Reversed:
         return to_onnx(self, path, initial_states)
 
 
-def _flip_index(T, B, lengths):
-    """(T, B) indices that reverse each sequence of a batch within its length and leave the
-    padding in place (x[src[t, b], b] is read at step t; the map is its own inverse), or None
-    for lengths that are not one integer in [0, T] per sequence."""
-    n = np.asarray(lengths)
-    if n.shape != (B,) or n.dtype.kind not in "iu" or (B and (n.min() < 0 or n.max() > T)):
-        return None
+def _flip_index(T, lengths):
+    """(T, B) indices that reverse each sequence of a batch within its length (checked, in
+    [1, T]) and leave the padding in place: step t of sequence b reads step src[t, b]; the map
+    is its own inverse."""
     t = np.arange(T)[:, None]
-    return np.where(t < n[None, :], n[None, :] - 1 - t, t)
+    n = np.asarray(lengths)[None, :]
+    return np.where(t < n, n - 1 - t, t)
