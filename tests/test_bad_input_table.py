@@ -203,6 +203,27 @@ ROWS = [
     Row("stream-batch", "grucell", ValueError, "batch", lambda m, ctx: m.stream(batch=0)),
     Row("stream-chunk-batch", "lstmcell", ValueError, r"\bx\b",
         lambda m, ctx: m.stream(batch=2)(zeros(B, I))),
+    # ---- variable lengths
+    Row("lengths-count", "lstm", ValueError, "lengths", call(zeros(T, B, I), lengths=[T] * (B - 1))),
+    Row("lengths-ndim", "gru", ValueError, "lengths", call(zeros(T, B, I),
+                                                           lengths=np.full((B, 1), T))),
+    Row("lengths-zero", "gru", ValueError, "lengths", call(zeros(T, B, I),
+                                                           lengths=[T, 0] + [T] * (B - 2))),
+    Row("lengths-negative", "gru", ValueError, "lengths", call(zeros(T, B, I),
+                                                               lengths=[T, -1] + [T] * (B - 2))),
+    Row("lengths-too-long", "lstm", ValueError, "lengths", call(zeros(T, B, I),
+                                                               lengths=[T + 1] + [T] * (B - 1))),
+    Row("lengths-batch-first", "gru_bf", ValueError, "lengths",
+        call(zeros(B, T, I), lengths=[T] * (B - 1) + [T + 1])),
+    Row("lengths-float", "gru", TypeError, "lengths",
+        call(zeros(T, B, I), lengths=[6.0, 5.5] + [T] * (B - 2))),
+    Row("lengths-nan", "gru", TypeError, "lengths",
+        call(zeros(T, B, I), lengths=np.array([T, np.nan] + [T] * (B - 2)))),
+    Row("lengths-bool", "gru", TypeError, "lengths", call(zeros(T, B, I), lengths=True)),
+    Row("lengths-strings", "gru", TypeError, "lengths", call(zeros(T, B, I), lengths=["6"] * B)),
+    Row("lengths-unbatched", "gru", ValueError, "lengths", call(zeros(T, I), lengths=[T, T])),
+    Row("train-lengths", "lstm", ValueError, "lengths",
+        train(zeros(T, B, I), lengths=[T] * (B - 1) + [0])),
 ]
 
 

@@ -91,7 +91,7 @@ class Engine:
             if tape is None:
                 xrow = lengths.xrow()
             else:
-                inp = lengths.sorted_steps(x)
+                inp = lengths.sorted_steps(inp)
                 tape.init, tape.lengths = init, lengths
         for layer in range(m.num_layers):
             mask = None
@@ -137,7 +137,7 @@ class Engine:
         nact = None
         if lengths is not None:
             nact, T = lengths.nact, lengths.T_run
-            dout = lengths.sort(dout.reshape(tape.T, B, -1)[:T], 1).reshape(T * B, -1)
+            dout = lengths.sorted_steps(dout)
             dfinal = tuple(lengths.sort(f, 1) for f in dfinal)
             caller_dinit, dinit = dinit, tuple(np.zeros_like(s) for s in dinit)
         scratch = np.empty(m._gates * m.hidden_size, dtype=m.dtype)   # db without a bias

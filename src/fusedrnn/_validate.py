@@ -80,7 +80,7 @@ def check_lengths(value, T, B, batched):
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"lengths must be integers: {exc}") from None
-    if arr.dtype.kind not in "iu":
+    if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):  # []
         raise TypeError(f"lengths must be integers (one per sequence), got dtype {arr.dtype}")
     if batched:
         check_shape("lengths", arr, (B,), "(batch,): one length per sequence")
