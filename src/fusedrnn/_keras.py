@@ -25,6 +25,7 @@ Keras's outputs in ours (``x`` of shape (batch, seq, features), ``batch_first=Tr
 """
 import numpy as np
 
+from ._cells import GRUCell, LSTMCell
 from ._rnn import GRU, LSTM
 from ._validate import as_real_array
 
@@ -153,8 +154,9 @@ class GoBackwards:
     batch starts with its padding."""
 
     def __init__(self, model):
-        if not isinstance(model, (LSTM, GRU)):
-            raise TypeError(f"model must be a fusedrnn.LSTM or GRU, got {type(model).__name__}")
+        if not isinstance(model, (LSTM, GRU)) or isinstance(model, (LSTMCell, GRUCell)):
+            raise TypeError(f"model must be a fusedrnn.LSTM or GRU (a sequence model), got "
+                            f"{type(model).__name__}")
         self.model = model
 
     def _reversed(self, input):

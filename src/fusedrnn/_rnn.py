@@ -249,7 +249,7 @@ class _RNNBase(Parametrized):
             dinp = self._engine.backward(tape, dout, dfinal, dinit, grads)
         else:
             dinp = np.zeros((T * B, self.input_size), dtype=self.dtype)
-        dx = self._format_output(dinp.reshape(T, B, -1), batched)
+        dx = self._format_output(dinp.reshape(T, B, self.input_size), batched)
         dhx = tuple(self._format_state(s, batched) for s in dinit)
         return dx, (dhx if len(dhx) == 2 else dhx[0]), grads
 
