@@ -53,23 +53,26 @@ def from_keras(layer):
         merge_mode = "concat" if layer.merge_mode is None else layer.merge_mode
         for part, sub in zip(("forward_layer", "backward_layer"), layers):
             if type(sub) not in kinds:
-                raise TypeError(_type_message(sub, "layer." + part))
+                raise TypeError(f"layer.{part} must be a keras.layers.LSTM or GRU, got "
+                                f"{_qualname(sub)}")
     elif type(layer) in kinds:
         layers = (layer,)
         merge_mode = "concat"
     else:
-        raise TypeError(_type_message(layer, "layer"))
+        raise TypeError("layer must be a keras.layers.LSTM, GRU or Bidirectional wrapper of one, "
+                        f"got {_qualname(layer)}")
     cls = kinds[type(layers[0])]
     configs = [_check(keras, sub) for sub in layers]
-    if len(layers) == 2 and configs[0][1:] != configs[1][1:]:
-        raise ValueError("layer: a Bidirectional's forward and backward layers must be alike "
-                         "(class, units, use_bias, reset_after, dtype), got "
-                         f"{configs[0][1:]} and {configs[1][1:]}")
-    kw = {"reset_after": bool(layers[0].cell.reset_after)} if cls is GRU else {}
+    unlike = [f"{k} {configs[0][k]} != {configs[1][k]}" for k in configs[0]
+              if len(layers) == 2 and configs[0][k] != configs[1][k]]
+    if unlike:
+        raise ValueError("layer: a Bidirectional's forward and backward layers must be alike, "
+                         f"got {', '.join(unlike)}")
+    config = configs[0]
+    kw = {"reset_after": config["reset_after"]} if cls is GRU else {}
     weights = [_weights(cls, sub) for sub in layers]
-    input_size = weights[0]["weight_ih"].shape[1]
-    model = cls(input_size, layers[0].cell.units, bias=bool(layers[0].cell.use_bias),
-                batch_first=True, bidirectional=len(layers) == 2, dtype=configs[0][-1],
+    model = cls(weights[0]["weight_ih"].shape[1], config["units"], bias=config["use_bias"],
+                batch_first=True, bidirectional=len(layers) == 2, dtype=config["dtype"],
                 merge_mode=merge_mode, **kw)
     model.load_state_dict({name + model._suffix(0, d): w
                            for d, ws in enumerate(weights) for name, w in ws.items()})
@@ -79,13 +82,13 @@ def from_keras(layer):
     return GoBackwards(model) if layers[0].go_backwards else model
 
 
-def _type_message(obj, name):
-    return (f"{name} must be a keras.layers.LSTM, GRU or Bidirectional wrapper of one, got "
-            f"{type(obj).__module__}.{type(obj).__name__}")
+def _qualname(obj):
+    return f"{type(obj).__module__}.{type(obj).__name__}"
 
 
 def _check(keras, layer):
-    """Refuse what fusedrnn cannot run; -> (name, class, units, use_bias, reset_after, dtype)."""
+    """Refuse what fusedrnn cannot run; -> its configuration (class, units, use_bias,
+    reset_after, dtype)."""
     cell = layer.cell
     name = f"{type(layer).__name__} {layer.name!r}"
     if not layer.built:
@@ -102,11 +105,13 @@ def _check(keras, layer):
     dtypes = {np.dtype(keras.backend.standardize_dtype(v.dtype)) for v in layer.weights}
     dtypes.add(np.dtype(keras.backend.standardize_dtype(layer.compute_dtype)))
     if len(dtypes) != 1 or next(iter(dtypes)) not in (np.float32, np.float64):
-        raise ValueError(f"dtype: {name}'s weights and compute dtype must all be float32 or all "
-                         f"float64, got {sorted(str(d) for d in dtypes)} (dtype policy "
+        raise ValueError(f"dtype: {name} must compute in float32 or float64 with weights of "
+                         f"that dtype, got {sorted(str(d) for d in dtypes)} (dtype policy "
                          f"{layer.dtype_policy.name!r})")
-    return (name, type(layer).__name__, cell.units, bool(cell.use_bias),
-            bool(getattr(cell, "reset_after", True)), next(iter(dtypes)).type)
+    return {"class": type(layer).__name__, "units": int(cell.units),
+            "use_bias": bool(cell.use_bias),
+            "reset_after": bool(getattr(cell, "reset_after", True)),
+            "dtype": next(iter(dtypes)).type}
 
 
 def _activation_name(keras, fn):
