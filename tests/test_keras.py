@@ -211,6 +211,42 @@ def test_go_backwards_training_matches_keras_gradients(keras, rng):
     assert_grad_close(grads["weight_hh_l0"].T, kernel.grad.numpy(), dtype, "recurrent_kernel")
 
 
+@pytest.mark.parametrize("layout", ["seq_first", "batch_first", "unbatched"])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_go_backwards_every_layout_matches_torch_on_the_flipped_input(rng, kind, layout):
+    """GoBackwards(model): outputs, dx (in x's own order), dhx and grads equal torch autograd
+    through the torch twin run on torch.flip(x) along the time axis."""
+    torch = import_torch()
+    cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+    model = cls(I, H, num_layers=2, bidirectional=True, batch_first=layout == "batch_first",
+                dtype=np.float64, seed=2)
+    wrapped = fusedrnn.GoBackwards(model)
+    shape = {"seq_first": (T, B, I), "batch_first": (B, T, I), "unbatched": (T, I)}[layout]
+    x = rng.standard_normal(shape)
+    time_axis = 1 if layout == "batch_first" else 0
+    out, h_n, tape = wrapped.forward_train(x)
+    states = h_n if isinstance(h_n, tuple) else (h_n,)
+    d_out = rng.standard_normal(out.shape)
+    d_states = tuple(rng.standard_normal(s.shape) for s in states)
+    dx, dhx, grads = wrapped.backward(tape, d_out, d_states if kind == "lstm" else d_states[0])
+
+    tm = torch_twin(model, kind)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    t_out, t_h = tm(torch.flip(xt, [time_axis]))
+    t_states = t_h if isinstance(t_h, tuple) else (t_h,)
+    loss = (t_out * torch.from_numpy(d_out)).sum()
+    for s, d in zip(t_states, d_states):
+        loss = loss + (s * torch.from_numpy(d)).sum()
+    loss.backward()
+    assert_grad_close(out, t_out.detach().numpy(), np.float64, "out")
+    assert_close(wrapped(x)[0], out, np.float64, "inference out = forward_train out")
+    assert_grad_close(dx, xt.grad.numpy(), np.float64, "dx")
+    assert_grads_close(grads, {k: p.grad.numpy() for k, p in tm.named_parameters()}, np.float64)
+    assert list(wrapped.state_dict()) == list(model.state_dict())
+    wrapped.load_state_dict({k: v * 0 for k, v in wrapped.state_dict().items()})
+    assert not model(x)[0].any()
+
+
 # -------------------------------------------------------------------------------- masks
 
 MASK_CASES = ["lstm", "gru-reset-before", "bi-gru-mul"]

@@ -19,6 +19,8 @@ Keras's outputs in ours (``x`` of shape (batch, seq, features), ``batch_first=Tr
   it ran them; ``from_keras`` returns a ``GoBackwards`` wrapper that does the same.
 - ``Bidirectional(merge_mode=None)``: Keras's two outputs are ``np.split(out, 2, axis=-1)``
   (the model is made with ``merge_mode="concat"``).
+- dtype: the layers' weights' (float32 or float64).  A Bidirectional casts its outputs to its
+  own dtype: float64 layers in a float32 wrapper give Keras's float64 numbers rounded to float32.
 - Masks: a Keras layer does not hold its mask (it comes from the inputs, e.g. ``Masking`` or
   ``Embedding(mask_zero=True)``).  A right-padded batch's mask is our ``lengths``:
   ``lengths = mask.sum(axis=1)`` (the same final states, and the same outputs at the valid steps).
