@@ -308,3 +308,25 @@ def test_kernel_checks_step_counts():
     with pytest.raises(ValueError, match="src and dst"):
         _kernels.permute_steps(np.zeros((6, 2)), np.zeros((6, 3)), np.array([2, 1, 1], np.intp),
                                np.array([0, 1], np.intp), True)
+
+
+def test_merge_mode_with_lengths():
+    """merge_mode="mul" on a padded batch: out is the product of the halves of the concat
+    model's out, and its gradients those of the concat model given d * (the other half)."""
+    rng = np.random.default_rng(0)
+    sd = fusedrnn.LSTM(I, H, bidirectional=True, dtype=np.float64, seed=0).state_dict()
+    cat = fusedrnn.LSTM(I, H, bidirectional=True, dtype=np.float64)
+    mul = fusedrnn.LSTM(I, H, bidirectional=True, dtype=np.float64, merge_mode="mul")
+    cat.load_state_dict(sd)
+    mul.load_state_dict(sd)
+    x = rng.standard_normal((T, B, I))
+    lengths = PATTERNS["unsorted"]
+    oc, _, tc = cat.forward_train(x, lengths=lengths)
+    om, _, tm_ = mul.forward_train(x, lengths=lengths)
+    np.testing.assert_array_equal(om, oc[..., :H] * oc[..., H:])
+    d = rng.standard_normal(om.shape)
+    gc = cat.backward(tc, np.concatenate([d * oc[..., H:], d * oc[..., :H]], axis=-1))
+    gm = mul.backward(tm_, d)
+    np.testing.assert_allclose(gm[0], gc[0], rtol=1e-12, atol=1e-14)
+    for k in gc[2]:
+        np.testing.assert_allclose(gm[2][k], gc[2][k], rtol=1e-12, atol=1e-14, err_msg=k)

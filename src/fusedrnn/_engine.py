@@ -183,6 +183,7 @@ class Tape:
         self.model, self.T, self.B, self.batched = model, T, B, batched
         self.init = init
         self.lengths = None     # a _lengths.Lengths (init then in its sorted order)
+        self.out = None         # the last layer's output (T*B, D*P) in the caller's order
         self.layers = []
         self.used = False
 
@@ -193,7 +194,7 @@ class Tape:
         copy and its mask), its output, and per direction the activated gates and the kept
         states (c_t for LSTM, W_hn h_{t-1} + b_hn for GRU reset_after, nothing otherwise)."""
         arrays = {}
-        for a in self.init:
+        for a in self.init + ((self.out,) if self.out is not None else ()):
             arrays[id(a)] = a
         for lt in self.layers:
             for a in (lt.inp, lt.out, lt.mask):
