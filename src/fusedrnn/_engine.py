@@ -58,6 +58,17 @@ class Engine:
                                                    I=max(m.input_size, m.num_directions * m._P))
         return b
 
+    def _scratch(self, shape):
+        """This thread's scratch array of `shape` (kept between calls: fresh memory of this
+        size costs page faults)."""
+        key = (threading.get_ident(), "scratch")
+        a = self.buffers.get(key)
+        if a is None or a.shape != shape:
+            if len(self.buffers) > 32:          # entries of finished threads
+                self.buffers.clear()
+            a = self.buffers[key] = np.empty(shape, dtype=self.model.dtype)
+        return a
+
     def _step_work(self, B):
         """Multiply-adds of one step's recurrent product (B rows), which sizes the team."""
         m = self.model
@@ -99,7 +110,10 @@ class Engine:
                 keep = 1.0 - m.dropout
                 mask = (rng.random(inp.shape) < keep).astype(m.dtype) / m.dtype.type(keep)
                 inp = inp * mask
-            out = np.empty((T * B, D * P), dtype=m.dtype)
+            if lengths is not None and tape is None and layer == m.num_layers - 1:
+                out = self._scratch((T * B, D * P))     # copied to the caller's order below
+            else:
+                out = np.empty((T * B, D * P), dtype=m.dtype)
             ks = [self.kernel(layer, d) for d in range(D)]
             if tape is not None:
                 bufs = [k.buffers(T, B, threads, keep=True) for k in ks]
