@@ -18,7 +18,7 @@ each on its half of the threads: they have the same phases, so the team barrier 
 """
 import numpy as np
 cimport numpy as cnp
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel
 
@@ -738,6 +738,48 @@ cdef class Kernel:
             return
         with nogil:
             run_backward(c, &r, &g, threads)
+
+
+# ================================================================ variable lengths
+def permute_steps(src, dst, nact, order, bint to_caller):
+    """Move the rows of a variable-length pass between the caller's batch order and the
+    length-sorted one (Run.nact), zeros at padded steps.  Rows are (t, b), index t * B + b;
+    order (B,) intp: sorted row b is the caller's row order[b].  to_caller: dst[t, order[b]] =
+    src[t, b] (dst may have more steps than src: all zero); else dst[t, b] = src[t, order[b]]
+    (src may have more steps than dst)."""
+    cdef Py_ssize_t B = order.shape[0], T = nact.shape[0], t, b, row, n, rows_s, rows_d
+    if (not isinstance(src, np.ndarray) or not isinstance(dst, np.ndarray) or src.ndim != 2
+            or dst.ndim != 2 or src.dtype != dst.dtype or src.shape[1] != dst.shape[1]
+            or not src.flags.c_contiguous or not dst.flags.c_contiguous
+            or not dst.flags.writeable):
+        raise ValueError("src and dst must be C-contiguous 2-D arrays of one dtype and width")
+    rows_s, rows_d = src.shape[0], dst.shape[0]
+    cdef Py_ssize_t Ts = rows_s // B if B else 0, Td = rows_d // B if B else 0
+    if B == 0 or rows_s % B or rows_d % B or (Td if to_caller else Ts) < T or (
+            Ts if to_caller else Td) != T:
+        raise ValueError(f"src and dst must hold whole steps of {B} rows, the sorted one "
+                         f"{T} steps")
+    cdef const Py_ssize_t *na = <const Py_ssize_t *>index_buf(nact, "nact", T)
+    cdef const Py_ssize_t *od = <const Py_ssize_t *>index_buf(order, "order", B)
+    if (order < 0).any() or (order >= B).any() or (nact < 0).any() or (nact > B).any():
+        raise ValueError("order must index the batch and nact be in [0, B]")
+    cdef Py_ssize_t width = src.shape[1] * src.dtype.itemsize
+    cdef char *sp = <char *>cnp.PyArray_DATA(<cnp.ndarray>src)
+    cdef char *dp = <char *>cnp.PyArray_DATA(<cnp.ndarray>dst)
+    with nogil:
+        for t in range(Td):
+            n = na[t] if t < T else 0
+            for b in range(B):
+                row = t * B + od[b]
+                if to_caller:
+                    if b < n:
+                        memcpy(dp + row * width, sp + (t * B + b) * width, width)
+                    else:
+                        memset(dp + row * width, 0, width)
+                elif b < n:
+                    memcpy(dp + (t * B + b) * width, sp + row * width, width)
+                else:
+                    memset(dp + (t * B + b) * width, 0, width)
 
 
 # ================================================================ module-level switches

@@ -119,6 +119,22 @@ def threads(n):
     return lambda m, ctx: fusedrnn.set_num_threads(n)
 
 
+def from_keras(make, build=True):
+    """fusedrnn.from_keras(make(keras.layers)), the layer built unless build=False; keras's
+    backend is torch unless the environment chose one (skipped only when keras is missing)."""
+    def run(m, ctx):
+        import importlib.util
+        if importlib.util.find_spec("keras") is None:
+            pytest.skip("keras is not installed")
+        os.environ.setdefault("KERAS_BACKEND", "torch")
+        import keras
+        layer = make(keras.layers)
+        if build:
+            layer.build((B, T, I))
+        fusedrnn.from_keras(layer)
+    return run
+
+
 OUT_SHAPE = (T, B, 2 * P)      # the "lstm" model's out
 ROWS = [
     # ---- shapes of the input
@@ -177,6 +193,10 @@ ROWS = [
     Row("ctor-dtype", None, TypeError, "dtype", ctor("GRU", dtype=np.float16)),
     Row("ctor-dtype-unknown", None, TypeError, "dtype", ctor("LSTMCell", dtype="banana")),
     Row("ctor-seed", None, TypeError, "seed", ctor("LSTM", seed="abc")),
+    Row("ctor-merge-mode", None, ValueError, "merge_mode",
+        ctor("LSTM", bidirectional=True, merge_mode="max")),
+    Row("ctor-merge-mode-unidirectional", None, ValueError, "merge_mode",
+        ctor("GRU", merge_mode="sum")),
     # ---- state dicts (load_state_dict) and parameter attributes
     Row("sd-not-mapping", "lstm", TypeError, "state_dict",
         lambda m, ctx: m.load_state_dict(list(m.state_dict().values()))),
@@ -217,6 +237,24 @@ ROWS = [
     Row("cell-d_h-shape", "lstmcell", ValueError, "d_h", backward(zeros(B, H + 1))),
     Row("cell-d_c-type", "lstmcell", TypeError, "d_c", backward(zeros(B, H), "0")),
     Row("cell-d_h-tuple", "grucell", TypeError, "d_h", backward((zeros(B, H),))),
+    # ---- Keras layers
+    Row("from-keras-type", None, TypeError, "layer", from_keras(lambda L: L.SimpleRNN(H))),
+    Row("from-keras-bidirectional-type", None, TypeError, "forward_layer",
+        from_keras(lambda L: L.Bidirectional(L.SimpleRNN(H)))),
+    Row("from-keras-unbuilt", None, ValueError, "built", from_keras(lambda L: L.GRU(H), False)),
+    Row("from-keras-activation", None, ValueError, r"\bactivation",
+        from_keras(lambda L: L.LSTM(H, activation="relu"))),
+    Row("from-keras-recurrent-activation", None, ValueError, "recurrent_activation",
+        from_keras(lambda L: L.GRU(H, recurrent_activation="hard_sigmoid"))),
+    Row("from-keras-stateful", None, ValueError, "stateful",
+        from_keras(lambda L: L.LSTM(H, stateful=True))),
+    Row("from-keras-dtype", None, ValueError, "dtype",
+        from_keras(lambda L: L.LSTM(H, dtype="mixed_float16"))),
+    Row("from-keras-unlike-directions", None, ValueError, "layer",
+        from_keras(lambda L: L.Bidirectional(L.LSTM(H), backward_layer=L.LSTM(
+            H + 1, go_backwards=True)))),
+    Row("go-backwards-model", None, TypeError, "model",
+        lambda m, ctx: fusedrnn.GoBackwards(fusedrnn.LSTMCell(I, H))),
     # ---- imports
     Row("from-torch-type", None, TypeError, "module", lambda m, ctx: fusedrnn.from_torch("lstm")),
     Row("from-torch-dtype", None, ValueError, "module",
@@ -262,6 +300,27 @@ ROWS = [
     Row("stream-batch", "grucell", ValueError, "batch", lambda m, ctx: m.stream(batch=0)),
     Row("stream-chunk-batch", "lstmcell", ValueError, r"\bx\b",
         lambda m, ctx: m.stream(batch=2)(zeros(B, I))),
+    # ---- variable lengths
+    Row("lengths-count", "lstm", ValueError, "lengths", call(zeros(T, B, I), lengths=[T] * (B - 1))),
+    Row("lengths-ndim", "gru", ValueError, "lengths", call(zeros(T, B, I),
+                                                           lengths=np.full((B, 1), T))),
+    Row("lengths-zero", "gru", ValueError, "lengths", call(zeros(T, B, I),
+                                                           lengths=[T, 0] + [T] * (B - 2))),
+    Row("lengths-negative", "gru", ValueError, "lengths", call(zeros(T, B, I),
+                                                               lengths=[T, -1] + [T] * (B - 2))),
+    Row("lengths-too-long", "lstm", ValueError, "lengths", call(zeros(T, B, I),
+                                                               lengths=[T + 1] + [T] * (B - 1))),
+    Row("lengths-batch-first", "gru_bf", ValueError, "lengths",
+        call(zeros(B, T, I), lengths=[T] * (B - 1) + [T + 1])),
+    Row("lengths-float", "gru", TypeError, "lengths",
+        call(zeros(T, B, I), lengths=[6.0, 5.5] + [T] * (B - 2))),
+    Row("lengths-nan", "gru", TypeError, "lengths",
+        call(zeros(T, B, I), lengths=np.array([T, np.nan] + [T] * (B - 2)))),
+    Row("lengths-bool", "gru", TypeError, "lengths", call(zeros(T, B, I), lengths=True)),
+    Row("lengths-strings", "gru", TypeError, "lengths", call(zeros(T, B, I), lengths=["6"] * B)),
+    Row("lengths-unbatched", "gru", ValueError, "lengths", call(zeros(T, I), lengths=[T, T])),
+    Row("train-lengths", "lstm", ValueError, "lengths",
+        train(zeros(T, B, I), lengths=[T] * (B - 1) + [0])),
 ]
 
 

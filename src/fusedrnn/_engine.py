@@ -58,6 +58,17 @@ class Engine:
                                                    I=max(m.input_size, m.num_directions * m._P))
         return b
 
+    def _scratch(self, shape):
+        """This thread's scratch array of `shape` (kept between calls: fresh memory of this
+        size costs page faults)."""
+        key = (threading.get_ident(), "scratch")
+        a = self.buffers.get(key)
+        if a is None or a.shape != shape:
+            if len(self.buffers) > 32:          # entries of finished threads
+                self.buffers.clear()
+            a = self.buffers[key] = np.empty(shape, dtype=self.model.dtype)
+        return a
+
     def _step_work(self, B):
         """Multiply-adds of one step's recurrent product (B rows), which sizes the team."""
         m = self.model
@@ -91,7 +102,7 @@ class Engine:
             if tape is None:
                 xrow = lengths.xrow()
             else:
-                inp = lengths.sorted_steps(x)
+                inp = lengths.sorted_steps(inp)
                 tape.init, tape.lengths = init, lengths
         for layer in range(m.num_layers):
             mask = None
@@ -99,7 +110,10 @@ class Engine:
                 keep = 1.0 - m.dropout
                 mask = (rng.random(inp.shape) < keep).astype(m.dtype) / m.dtype.type(keep)
                 inp = inp * mask
-            out = np.empty((T * B, D * P), dtype=m.dtype)
+            if lengths is not None and tape is None and layer == m.num_layers - 1:
+                out = self._scratch((T * B, D * P))     # copied to the caller's order below
+            else:
+                out = np.empty((T * B, D * P), dtype=m.dtype)
             ks = [self.kernel(layer, d) for d in range(D)]
             if tape is not None:
                 bufs = [k.buffers(T, B, threads, keep=True) for k in ks]
@@ -137,7 +151,7 @@ class Engine:
         nact = None
         if lengths is not None:
             nact, T = lengths.nact, lengths.T_run
-            dout = lengths.sort(dout.reshape(tape.T, B, -1)[:T], 1).reshape(T * B, -1)
+            dout = lengths.sorted_steps(dout)
             dfinal = tuple(lengths.sort(f, 1) for f in dfinal)
             caller_dinit, dinit = dinit, tuple(np.zeros_like(s) for s in dinit)
         scratch = np.empty(m._gates * m.hidden_size, dtype=m.dtype)   # db without a bias
@@ -183,6 +197,7 @@ class Tape:
         self.model, self.T, self.B, self.batched = model, T, B, batched
         self.init = init
         self.lengths = None     # a _lengths.Lengths (init then in its sorted order)
+        self.out = None         # the last layer's output (T*B, D*P) in the caller's order
         self.layers = []
         self.used = False
 
@@ -193,7 +208,7 @@ class Tape:
         copy and its mask), its output, and per direction the activated gates and the kept
         states (c_t for LSTM, W_hn h_{t-1} + b_hn for GRU reset_after, nothing otherwise)."""
         arrays = {}
-        for a in self.init:
+        for a in self.init + ((self.out,) if self.out is not None else ()):
             arrays[id(a)] = a
         for lt in self.layers:
             for a in (lt.inp, lt.out, lt.mask):

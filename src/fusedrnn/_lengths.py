@@ -9,6 +9,8 @@ gather); the outputs come back in the caller's order with zeros at padded steps.
 """
 import numpy as np
 
+from . import _kernels
+
 
 class Lengths:
     """One length per sequence of a batch of T steps (checked: 1 <= length <= T)."""
@@ -32,11 +34,6 @@ class Lengths:
         (t, b)."""
         return (np.arange(self.T_run, dtype=np.intp)[:, None] * self.B + self.order).ravel()
 
-    def mask(self, sorted_rows):
-        """(T_run, B) bool: True at valid steps, rows in sorted (or the caller's) order."""
-        lens = self.lengths[self.order] if sorted_rows else self.lengths
-        return np.arange(self.T_run)[:, None] < lens[None, :]
-
     def sort(self, a, axis):
         """a with its batch axis in sorted order (a copy)."""
         return np.ascontiguousarray(np.take(a, self.order, axis=axis))
@@ -46,15 +43,14 @@ class Lengths:
         return np.ascontiguousarray(np.take(a, self.inverse, axis=axis))
 
     def sorted_steps(self, a):
-        """(T, B, F) in the caller's order -> (T_run*B, F) sorted, zeros at padded steps."""
-        s = self.sort(a[:self.T_run], 1)
-        s[~self.mask(True)] = 0
-        return s.reshape(self.T_run * self.B, -1)
+        """(T*B, F) in the caller's order -> (T_run*B, F) sorted, zeros at padded steps."""
+        res = np.empty((self.T_run * self.B, a.shape[-1]), dtype=a.dtype)
+        _kernels.permute_steps(np.ascontiguousarray(a.reshape(-1, a.shape[-1])), res,
+                               self.nact, self.order, False)
+        return res
 
     def caller_steps(self, a):
         """(T_run*B, F) sorted -> (T*B, F) in the caller's order, zeros at padded steps."""
-        F = a.shape[-1]
-        res = np.zeros((self.T, self.B, F), dtype=a.dtype)
-        res[:self.T_run] = np.take(a.reshape(self.T_run, self.B, F), self.inverse, axis=1)
-        res[:self.T_run][~self.mask(False)] = 0
-        return res.reshape(self.T * self.B, F)
+        res = np.empty((self.T * self.B, a.shape[-1]), dtype=a.dtype)
+        _kernels.permute_steps(a, res, self.nact, self.order, True)
+        return res

@@ -14,16 +14,18 @@ from ._lengths import Lengths
 from ._params import Parametrized, make_rng
 from ._stream import Stream
 from ._validate import (as_real_array, check_bool, check_dropout, check_dtype, check_lengths,
-                        check_shape, check_size)
+                        check_merge_mode, check_shape, check_size)
 
 
 class _RNNBase(Parametrized):
     """Shared by LSTM and GRU: arguments, parameters, input/state checks, output layout."""
 
     _gates = None   # 4 (LSTM) or 3 (GRU)
+    merge_mode = "concat"   # the default, also for models pickled before merge_mode existed
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32, seed=None):
+                 dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32, seed=None,
+                 merge_mode="concat"):
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
@@ -31,6 +33,7 @@ class _RNNBase(Parametrized):
         self.batch_first = check_bool("batch_first", batch_first)
         self.dropout = check_dropout(dropout)
         self.bidirectional = check_bool("bidirectional", bidirectional)
+        self.merge_mode = check_merge_mode(merge_mode, self.bidirectional)
         self.proj_size = check_size("proj_size", proj_size, minimum=0)
         if self.proj_size >= self.hidden_size:
             raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
@@ -50,6 +53,11 @@ class _RNNBase(Parametrized):
     def _P(self):
         """H_out: the size of h_t."""
         return self.proj_size if self.proj_size > 0 else self.hidden_size
+
+    @property
+    def _out_size(self):
+        """Features of out: D*P (concat), P when merge_mode combines the two directions."""
+        return self.num_directions * self._P if self.merge_mode == "concat" else self._P
 
     def _suffix(self, layer, direction):
         return f"_l{layer}" + ("_reverse" if direction == 1 else "")
@@ -187,7 +195,34 @@ class _RNNBase(Parametrized):
             out = self._engine.forward(x, init, finals, tape, rng, lengths)
         else:
             out = np.zeros((T * B, D * P), dtype=self.dtype)
-        return self._format_output(out.reshape(T, B, D * P), batched), finals, tape
+        if tape is not None:
+            tape.out = out      # the last layer's output in the caller's order, before merging
+        out = self._merge(out).reshape(T, B, self._out_size)
+        return self._format_output(out, batched), finals, tape
+
+    def _merge(self, out):
+        """The last layer's output (T*B, D*P) combined by merge_mode (concat: as it is)."""
+        if self.merge_mode == "concat":
+            return out
+        P = self._P
+        fwd, rev = out[:, :P], out[:, P:]
+        if self.merge_mode == "sum":
+            return fwd + rev
+        if self.merge_mode == "mul":
+            return fwd * rev
+        return (fwd + rev) / 2                          # ave
+
+    def _unmerge(self, d, out):
+        """dL/d(merged out) (T*B, out_size) -> dL/d(the last layer's output) (T*B, D*P), given
+        that output `out`: sum gives d to both halves, ave d/2, mul d times the other half."""
+        if self.merge_mode == "concat":
+            return d
+        P = self._P
+        if self.merge_mode == "sum":
+            return np.concatenate([d, d], axis=1)
+        if self.merge_mode == "ave":
+            return np.concatenate([d / 2, d / 2], axis=1)
+        return np.concatenate([d * out[:, P:], d * out[:, :P]], axis=1)     # mul
 
     def stream(self, batch=1, hx=None):
         """A Stream: this model run on a sequence in pieces, the state carried between them
@@ -211,7 +246,7 @@ class _RNNBase(Parametrized):
             raise ValueError("tape was already used by backward (run forward_train again)")
         T, B, batched = tape.T, tape.B, tape.batched
         D, P = self.num_directions, self._P
-        out_shape = self._format_output(np.empty((T, B, D * P), dtype=self.dtype),
+        out_shape = self._format_output(np.empty((T, B, self._out_size), dtype=self.dtype),
                                         batched).shape
         if d_out is None:
             dout = np.zeros((T * B, D * P), dtype=self.dtype)
@@ -220,7 +255,9 @@ class _RNNBase(Parametrized):
                             "(the shape of out)")
             if batched and self.batch_first:
                 d = d.transpose(1, 0, 2)
-            dout = np.ascontiguousarray(d, dtype=self.dtype).reshape(T * B, D * P)
+            d = np.ascontiguousarray(d, dtype=self.dtype).reshape(T * B, self._out_size)
+            dout = (np.ascontiguousarray(self._unmerge(d, tape.out)) if B > 0
+                    else np.zeros((0, D * P), dtype=self.dtype))
         dfinal = self._check_d_h_n(d_h_n, B, batched, self._d_state_names)
         grads = {name: np.zeros(shape, dtype=self.dtype) for name, shape in self._shapes.items()}
         dinit = tuple(np.zeros_like(s) for s in tape.init)
@@ -229,7 +266,7 @@ class _RNNBase(Parametrized):
             dinp = self._engine.backward(tape, dout, dfinal, dinit, grads)
         else:
             dinp = np.zeros((T * B, self.input_size), dtype=self.dtype)
-        dx = self._format_output(dinp.reshape(T, B, -1), batched)
+        dx = self._format_output(dinp.reshape(T, B, self.input_size), batched)
         dhx = tuple(self._format_state(s, batched) for s in dinit)
         return dx, (dhx if len(dhx) == 2 else dhx[0]), grads
 
@@ -291,6 +328,8 @@ class _RNNBase(Parametrized):
             if getattr(self, name) != default:
                 args.append(f"{name}={getattr(self, name)}")
         args += self._extra_repr()
+        if self.merge_mode != "concat":
+            args.append(f"merge_mode={self.merge_mode!r}")
         args.append(f"dtype={self.dtype.name}")
         return f"{type(self).__name__}({', '.join(args)})"
 
@@ -351,10 +390,10 @@ class GRU(_RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, reset_after=True, dtype=np.float32,
-                 seed=None):
+                 seed=None, merge_mode="concat"):
         self.reset_after = check_bool("reset_after", reset_after)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, dtype, seed)
+                         bidirectional, 0, dtype, seed, merge_mode)
 
     def _extra_repr(self):
         return [] if self.reset_after else ["reset_after=False"]

@@ -80,7 +80,7 @@ def check_lengths(value, T, B, batched):
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"lengths must be integers: {exc}") from None
-    if arr.dtype.kind not in "iu":
+    if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):  # []
         raise TypeError(f"lengths must be integers (one per sequence), got dtype {arr.dtype}")
     if batched:
         check_shape("lengths", arr, (B,), "(batch,): one length per sequence")
@@ -92,3 +92,18 @@ def check_lengths(value, T, B, batched):
         raise ValueError(f"lengths must be in [1, {T}] (the sequence length), got values "
                          f"from {arr.min()} to {arr.max()}")
     return arr.astype(np.intp)
+
+
+MERGE_MODES = ("concat", "sum", "mul", "ave")
+
+
+def check_merge_mode(value, bidirectional):
+    """merge_mode: how the last layer's two directions make `out` (only concat with one)."""
+    if not isinstance(value, str) or value not in MERGE_MODES:
+        raise ValueError(f"merge_mode must be one of {', '.join(map(repr, MERGE_MODES))}, "
+                         f"got {value!r}")
+    if value != "concat" and not bidirectional:
+        raise ValueError(f"merge_mode={value!r} combines the two directions of a bidirectional "
+                         "model: with bidirectional=False only merge_mode='concat' (the "
+                         "default) is accepted")
+    return value
