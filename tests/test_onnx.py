@@ -328,7 +328,7 @@ def check_export(model, initial_states, rng, tmp_path=None):
     assert_outputs(got, want, model.dtype, names=[o.name for o in proto.graph.output])
     back = fusedrnn.from_onnx(proto if path is None else path)
     assert type(back) is type(model) and repr(back) == repr(model)
-    for name in ("dropout", "batch_first", "num_layers", "bias"):
+    for name in ("dropout", "batch_first", "num_layers", "bias", "merge_mode"):
         assert getattr(back, name, None) == getattr(model, name, None), name
     sd, sd_back = model.state_dict(), back.state_dict()
     assert list(sd) == list(sd_back)
@@ -345,7 +345,8 @@ def test_export_round_trip(kind, L, bi, bf, rng):
 
 
 @pytest.mark.parametrize("case", ["reversed-lstm-L2", "reversed-gru-bf", "lstmcell",
-                                  "grucell-orig-nobias", "lstm-nobias-f64", "gru-bi-f64"])
+                                  "grucell-orig-nobias", "lstm-nobias-f64", "gru-bi-f64",
+                                  "lstm-sum", "gru-mul-bf", "lstm-ave-L2-f64"])
 @pytest.mark.parametrize("initial_states", [False, True])
 def test_export_round_trip_more(case, initial_states, rng, tmp_path):
     model = {
@@ -358,6 +359,11 @@ def test_export_round_trip_more(case, initial_states, rng, tmp_path):
                                                  dtype=np.float64),
         "gru-bi-f64": lambda: fusedrnn.GRU(3, 4, bidirectional=True, batch_first=True,
                                            dtype=np.float64),
+        "lstm-sum": lambda: fusedrnn.LSTM(3, 4, bidirectional=True, merge_mode="sum"),
+        "gru-mul-bf": lambda: fusedrnn.GRU(3, 4, bidirectional=True, batch_first=True,
+                                           merge_mode="mul"),
+        "lstm-ave-L2-f64": lambda: fusedrnn.LSTM(3, 4, num_layers=2, bidirectional=True,
+                                                 merge_mode="ave", dtype=np.float64),
     }[case]()
     check_export(model, initial_states, rng, tmp_path)
 

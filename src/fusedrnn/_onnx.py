@@ -34,6 +34,7 @@ _FROM_ONNX = {"LSTM": (0, 2, 3, 1), "GRU": (1, 0, 2)}
 _ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 _ATTRIBUTES = {"hidden_size", "direction", "layout", "activations", "activation_alpha",
                "activation_beta", "clip", "output_sequence"}    # output_sequence: opset 1 only
+_REDUCE = {"sum": "ReduceSum", "mul": "ReduceProd", "ave": "ReduceMean"}   # merge_mode over D
 _INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
 
 
@@ -244,6 +245,7 @@ def to_onnx(model, path=None, initial_states=False):
     op = "LSTM" if isinstance(rnn, LSTM) else "GRU"
     cell = isinstance(rnn, (LSTMCell, GRUCell))
     H, L, D = rnn.hidden_size, rnn.num_layers, rnn.num_directions
+    merge = getattr(rnn, "merge_mode", "concat")
     direction = ("reverse" if isinstance(model, Reversed)
                  else "bidirectional" if D == 2 else "forward")
     elem = helper.np_dtype_to_tensor_dtype(rnn.dtype)
@@ -300,7 +302,14 @@ def to_onnx(model, path=None, initial_states=False):
                                       **attrs))
         for st, y in zip(states, outs[1:]):
             layer_finals[st].append(y)
-        if not cell:
+        if not cell and k == L - 1 and merge != "concat":
+            # (T, D, B, H) -> (T, B, H): the two directions summed, multiplied or averaged
+            y = (add("ReduceSum", [outs[0], const("axis1", np.array([1], dtype=np.int64))],
+                     "Y_merged", keepdims=0) if merge == "sum" else
+                 add(_REDUCE[merge], [outs[0]], "Y_merged", axes=[1], keepdims=0))
+            x = add("Transpose", [y], "out", perm=[1, 0, 2]) if rnn.batch_first \
+                else add("Identity", [y], "out")
+        elif not cell:
             last = k == L - 1
             perm = [2, 0, 1, 3] if last and rnn.batch_first else [0, 2, 1, 3]
             y = add("Transpose", [outs[0]], f"Y_l{k}_t", perm=perm)
@@ -312,7 +321,8 @@ def to_onnx(model, path=None, initial_states=False):
             add("Squeeze", [layer_finals[st][0], "axis0"], name)
             outputs.append(helper.make_tensor_value_info(name, elem, ["batch", H]))
     else:
-        out_shape = (["batch", "seq", D * H] if rnn.batch_first else ["seq", "batch", D * H])
+        F = D * H if merge == "concat" else H
+        out_shape = ["batch", "seq", F] if rnn.batch_first else ["seq", "batch", F]
         outputs.append(helper.make_tensor_value_info("out", elem, out_shape))
         for st, name in zip(states, finals):
             add("Concat", layer_finals[st], name, axis=0)
@@ -324,7 +334,7 @@ def to_onnx(model, path=None, initial_states=False):
               "initial_states": initial_states, "bias": rnn.bias}
     if not cell:
         config.update(num_layers=L, batch_first=rnn.batch_first, dropout=rnn.dropout,
-                      bidirectional=rnn.bidirectional)
+                      bidirectional=rnn.bidirectional, merge_mode=merge)
     if op == "GRU":
         config["reset_after"] = rnn.reset_after
     helper.set_model_props(proto, {"fusedrnn": json.dumps(config)})

@@ -18,7 +18,7 @@ from ._validate import as_real_array, check_lengths
 
 # the layer's options and read-only properties, shared through the wrapper
 _OPTIONS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-            "bidirectional", "proj_size", "reset_after", "dtype", "num_directions")
+            "bidirectional", "proj_size", "reset_after", "merge_mode", "dtype", "num_directions")
 
 
 class Reversed:
