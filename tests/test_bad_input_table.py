@@ -292,7 +292,7 @@ ROWS = [
     Row("to-onnx-proj-size", "lstm", ValueError, "proj_size", lambda m, ctx: m.to_onnx()),
     Row("to-onnx-initial-states", "gru", TypeError, "initial_states",
         lambda m, ctx: m.to_onnx(initial_states="yes")),
-    Row("reversed-type", None, TypeError, "layer", lambda m, ctx: fusedrnn.Reversed("gru")),
+    Row("reversed-type", None, TypeError, "model", lambda m, ctx: fusedrnn.Reversed("gru")),
     Row("reversed-bidirectional", "gru", ValueError, "bidirectional",
         lambda m, ctx: fusedrnn.Reversed(m)),
     # ---- streams

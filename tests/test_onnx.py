@@ -173,7 +173,7 @@ def test_random_node_vs_reference(op, lbr, direction, layout, bias, initial, dty
     D = 2 if direction == "bidirectional" else 1
     assert isinstance(layer, fusedrnn.Reversed) == (direction == "reverse")
     assert layer.dtype == dtype and layer.bias == bias and layer.batch_first == (layout == 1)
-    assert layer.bidirectional == (D == 2) and type(layer.__dict__.get("layer", layer)) is \
+    assert layer.bidirectional == (D == 2) and type(layer.__dict__.get("model", layer)) is \
         getattr(fusedrnn, op)
     if op == "GRU":
         assert layer.reset_after == bool(lbr)
@@ -233,7 +233,7 @@ def test_flip_index_reverses_each_sequence_within_its_length():
 @pytest.mark.skipif(not HAS_LENGTHS, reason="lengths= not yet available")
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_reversed_lengths_is_each_sequence_reversed_alone(batch_first, rng):
-    """Reversed(layer)(x, lengths=n) equals running each sequence alone on its first n steps
+    """Reversed(model)(x, lengths=n) equals running each sequence alone on its first n steps
     (padding zero); unbatched input with lengths too."""
     rev = fusedrnn.Reversed(fusedrnn.LSTM(3, 4, batch_first=batch_first, seed=4))
     lengths = [5, 2, 4]
@@ -309,7 +309,7 @@ def export_feeds(model, initial_states, rng, T=5, B=3):
     feeds = {"input": rng.standard_normal(x_shape).astype(model.dtype)}
     hx = None
     if initial_states:
-        n = 2 if isinstance(model.__dict__.get("layer", model), fusedrnn.LSTM) else 1
+        n = 2 if isinstance(model.__dict__.get("model", model), fusedrnn.LSTM) else 1
         shape = (B, 4) if cell else (model.num_layers * model.num_directions, B, 4)
         hs = [rng.standard_normal(shape).astype(model.dtype) for _ in range(n)]
         feeds.update(zip(("h0", "c0"), hs))
@@ -427,13 +427,22 @@ def test_reversed_is_the_reverse_half_of_a_bidirectional_layer(rng):
     np.testing.assert_array_equal(unbatched, out[0, :, 4:])
 
 
+def test_reversed_is_go_backwards_with_out_flipped_back(rng):
+    m = fusedrnn.LSTM(3, 4, num_layers=2, batch_first=True, seed=6)
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    out, (h, c) = fusedrnn.Reversed(m)(x)
+    out_gb, (h_gb, c_gb) = fusedrnn.GoBackwards(m)(x)
+    for a, b in ((out, out_gb[:, ::-1]), (h, h_gb), (c, c_gb)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_reversed_wrapper_api():
     rev = fusedrnn.Reversed(fusedrnn.LSTM(3, 4, num_layers=2, seed=1))
     assert repr(rev) == "Reversed(LSTM(3, 4, num_layers=2, dtype=float32))"
     assert rev.hidden_size == 4 and rev.num_layers == 2 and rev.parameter_names() == \
-        rev.layer.parameter_names()
+        rev.model.parameter_names()
     rev.weight_hh_l1 = np.ones((16, 4))
-    np.testing.assert_array_equal(rev.layer.weight_hh_l1, 1)
+    np.testing.assert_array_equal(rev.model.weight_hh_l1, 1)
     twin = pickle.loads(pickle.dumps(rev))
     x = np.ones((3, 2, 3), dtype=np.float32)
     for a, b in zip(flatten(twin(x)), flatten(rev(x))):

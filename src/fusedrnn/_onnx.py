@@ -210,7 +210,7 @@ def _our_export(proto, layers):
         config = json.loads(meta)
         cls = {c.__name__: c for c in (LSTM, GRU, LSTMCell, GRUCell)}[config.pop("class")]
         reverse, initial_states = config.pop("reversed"), config.pop("initial_states")
-        first = layers[0].layer if isinstance(layers[0], Reversed) else layers[0]
+        first = layers[0].model if isinstance(layers[0], Reversed) else layers[0]
         model = cls(first.input_size, first.hidden_size, dtype=first.dtype, seed=0, **config)
     except (TypeError, ValueError, KeyError, AttributeError):   # not ours: an ordinary model
         return None
@@ -238,7 +238,7 @@ def to_onnx(model, path=None, initial_states=False):
     from onnx import helper, numpy_helper
 
     initial_states = check_bool("initial_states", initial_states)
-    rnn = model.layer if isinstance(model, Reversed) else model
+    rnn = model.model if isinstance(model, Reversed) else model
     if getattr(rnn, "proj_size", 0):
         raise ValueError(f"to_onnx: an LSTM with proj_size > 0 has no ONNX equivalent (ONNX's "
                          f"LSTM has no projection), got proj_size={rnn.proj_size}")

@@ -1,96 +1,97 @@
-"""``Reversed(layer)``: a one-direction LSTM or GRU run from the last step to the first.
+"""``Reversed(model)``: a one-direction LSTM or GRU run from the last step to the first.
 
-This is ONNX's ``direction="reverse"`` (and the backward half of a bidirectional layer on its
-own): the layer reads the sequence in reverse time order and its outputs are put back in input
+This is ONNX's ``direction="reverse"`` (and the backward half of a bidirectional model on its
+own): the model reads the sequence in reverse time order and its outputs are put back in input
 order, so ``out[t]`` is the state after reading steps ``T-1, ..., t``, and ``h_n`` (``c_n``) is
-the state after step 0.  It is the wrapped layer run on the time-flipped input, with the output
-flipped back; with ``lengths=`` each sequence is flipped within its own length (its padding
-stays where it is), as ONNX and PyTorch's packed sequences do.
+the state after step 0.  It is the model run on the time-flipped input, with the output flipped
+back; with ``lengths=`` each sequence is flipped within its own length (its padding stays where
+it is), as ONNX and PyTorch's packed sequences do.  (Keras's ``go_backwards``,
+``fusedrnn.GoBackwards``, keeps the outputs in the order run and takes no lengths.)
 
-The wrapper keeps the layer's parameters, options and ``state_dict``; it is for inference
+The wrapper keeps the model's parameters, options and ``state_dict``; it is for inference
 (``forward`` / call) and ``to_onnx``.  Training and streams are not offered (``forward_train``,
-``backward``, ``stream`` raise AttributeError rather than silently running the layer forwards).
+``backward``, ``stream`` raise AttributeError rather than silently running the model forwards).
 """
 import numpy as np
 
 from ._rnn import GRU, LSTM
 from ._validate import as_real_array, check_lengths
 
-# the layer's options and read-only properties, shared through the wrapper
+# the model's options and read-only properties, shared through the wrapper
 _OPTIONS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
             "bidirectional", "proj_size", "reset_after", "merge_mode", "dtype", "num_directions")
 
 
 class Reversed:
-    """``Reversed(layer)``: ``layer`` (an ``LSTM`` or ``GRU``, not bidirectional) run from the
-    last step to the first; ``out, h_n = rev(x, hx=None, lengths=None)`` as the layer's call,
+    """``Reversed(model)``: ``model`` (an ``LSTM`` or ``GRU``, not bidirectional) run from the
+    last step to the first; ``out, h_n = rev(x, hx=None, lengths=None)`` as the model's call,
     ``out`` in input order.  Parameters, options, ``state_dict`` and ``load_state_dict`` are the
-    layer's (``rev.layer``)."""
+    model's (``rev.model``)."""
 
-    def __init__(self, layer):
-        if type(layer) not in (LSTM, GRU):
-            raise TypeError(f"layer must be a fusedrnn.LSTM or GRU, got {type(layer).__name__}")
-        if layer.bidirectional:
-            raise ValueError("layer must not be bidirectional (it already runs both ways), got "
+    def __init__(self, model):
+        if type(model) not in (LSTM, GRU):
+            raise TypeError(f"model must be a fusedrnn.LSTM or GRU, got {type(model).__name__}")
+        if model.bidirectional:
+            raise ValueError("model must not be bidirectional (it already runs both ways), got "
                              "bidirectional=True")
-        self.__dict__["layer"] = layer
+        self.__dict__["model"] = model
 
-    # ------------------------------------------------------------------ the layer's attributes
+    # ------------------------------------------------------------------ the model's attributes
     def __getattr__(self, name):
-        layer = self.__dict__.get("layer")
-        if layer is not None and (name in _OPTIONS or name in layer._shapes):
-            return getattr(layer, name)
+        model = self.__dict__.get("model")
+        if model is not None and (name in _OPTIONS or name in model._shapes):
+            return getattr(model, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
-        if name in self.layer._shapes:
-            setattr(self.layer, name, value)          # a parameter: checked by the layer
+        if name in self.model._shapes:
+            setattr(self.model, name, value)          # a parameter: checked by the model
         else:
             raise AttributeError(f"Reversed: cannot set {name!r} (parameters only)")
 
     def __getstate__(self):
-        return {"layer": self.layer}
+        return {"model": self.model}
 
     def __setstate__(self, state):
-        self.__dict__["layer"] = state["layer"]
+        self.__dict__["model"] = state["model"]
 
     def parameter_names(self):
-        return self.layer.parameter_names()
+        return self.model.parameter_names()
 
     def state_dict(self):
-        return self.layer.state_dict()
+        return self.model.state_dict()
 
     def load_state_dict(self, state_dict, strict=True):
-        return self.layer.load_state_dict(state_dict, strict)
+        return self.model.load_state_dict(state_dict, strict)
 
     def __repr__(self):
-        return f"Reversed({self.layer!r})"
+        return f"Reversed({self.model!r})"
 
     # ------------------------------------------------------------------ running
     def __call__(self, input, hx=None, **kwargs):
         return self.forward(input, hx, **kwargs)
 
     def forward(self, input, hx=None, lengths=None):
-        """``out, h_n`` (``out, (h_n, c_n)`` for LSTM) of the layer read backwards in time;
-        with ``lengths`` (as the layer's) each sequence is flipped within its length."""
+        """``out, h_n`` (``out, (h_n, c_n)`` for LSTM) of the model read backwards in time;
+        with ``lengths`` (as the model's) each sequence is flipped within its length."""
         x = as_real_array("input", input, None)
         if x.ndim not in (2, 3):
-            return self.layer(x, hx, lengths)         # the layer raises its shape error
+            return self.model(x, hx, lengths)         # the model raises its shape error
         batched = x.ndim == 3
-        axis = 1 if (batched and self.layer.batch_first) else 0
+        axis = 1 if (batched and self.model.batch_first) else 0
         if lengths is None:
-            out, state = self.layer(np.flip(x, axis), hx)
+            out, state = self.model(np.flip(x, axis), hx)
             return np.flip(out, axis), state
         T, B = x.shape[axis], (x.shape[1 - axis] if batched else 1)
         src = _flip_index(T, check_lengths(lengths, T, B, batched))
         b = np.arange(B)[None, :]
         flip = ((lambda a: a[src[:, 0]]) if not batched else
                 (lambda a: a[src, b]) if axis == 0 else (lambda a: a[b.T, src.T]))
-        out, state = self.layer(flip(x), hx, lengths)
+        out, state = self.model(flip(x), hx, lengths)
         return flip(out), state
 
     def to_onnx(self, path=None, initial_states=False):
-        """An ONNX model of this layer with ``direction="reverse"`` nodes (see
+        """An ONNX model of this model with ``direction="reverse"`` nodes (see
         ``LSTM.to_onnx``)."""
         from ._onnx import to_onnx
         return to_onnx(self, path, initial_states)
