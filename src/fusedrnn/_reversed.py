@@ -16,13 +16,14 @@ import numpy as np
 
 from ._rnn import GRU, LSTM
 from ._validate import as_real_array, check_lengths
+from ._wrapper import ModelWrapper
 
 # the model's options and read-only properties, shared through the wrapper
 _OPTIONS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
             "bidirectional", "proj_size", "reset_after", "merge_mode", "dtype", "num_directions")
 
 
-class Reversed:
+class Reversed(ModelWrapper):
     """``Reversed(model)``: ``model`` (an ``LSTM`` or ``GRU``, not bidirectional) run from the
     last step to the first; ``out, h_n = rev(x, hx=None, lengths=None)`` as the model's call,
     ``out`` in input order.  Parameters, options, ``state_dict`` and ``load_state_dict`` are the
@@ -54,18 +55,6 @@ class Reversed:
 
     def __setstate__(self, state):
         self.__dict__["model"] = state["model"]
-
-    def parameter_names(self):
-        return self.model.parameter_names()
-
-    def state_dict(self):
-        return self.model.state_dict()
-
-    def load_state_dict(self, state_dict, strict=True):
-        return self.model.load_state_dict(state_dict, strict)
-
-    def __repr__(self):
-        return f"Reversed({self.model!r})"
 
     # ------------------------------------------------------------------ running
     def __call__(self, input, hx=None, **kwargs):
