@@ -92,6 +92,29 @@ def other_models_tape(m, ctx):
     m.backward(tape, *good_cotangents(ctx.name, outputs))
 
 
+def from_onnx(op="LSTM", **kw):
+    """from_onnx on a one-node model of tests/_onnx_models.py (LSTM I=3, H=4 unless told)."""
+    def run(m, ctx):
+        from _onnx_models import node_model
+        fusedrnn.from_onnx(node_model(op, **kw)[0])
+    return run
+
+
+def onnx_graph_without_rnn(m, ctx):
+    from onnx import TensorProto, helper
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph([helper.make_node("Relu", ["X"], ["Y"])], "g",
+                              [vi("X", TensorProto.FLOAT, [2])], [vi("Y", TensorProto.FLOAT, [2])])
+    fusedrnn.from_onnx(helper.make_model(graph))
+
+
+def onnx_duplicate_names(m, ctx):
+    from _onnx_models import node_model
+    model, _ = node_model("GRU")
+    model.graph.node.append(model.graph.node[-1])        # a second GRU node named "rnn"
+    fusedrnn.from_onnx(model)
+
+
 def threads(n):
     return lambda m, ctx: fusedrnn.set_num_threads(n)
 
@@ -236,6 +259,42 @@ ROWS = [
     Row("from-torch-type", None, TypeError, "module", lambda m, ctx: fusedrnn.from_torch("lstm")),
     Row("from-torch-dtype", None, ValueError, "module",
         lambda m, ctx: fusedrnn.from_torch(__import__("torch").nn.GRU(3, 4).half())),
+    # ---- ONNX (from_onnx, to_onnx, Reversed)
+    Row("from-onnx-type", None, TypeError, "model", lambda m, ctx: fusedrnn.from_onnx(42)),
+    Row("from-onnx-no-rnn", None, ValueError, "LSTM or GRU", onnx_graph_without_rnn),
+    Row("from-onnx-duplicate-names", None, ValueError, "names", onnx_duplicate_names),
+    Row("from-onnx-unknown-attribute", None, ValueError, "foo", from_onnx(attrs={"foo": 1})),
+    Row("from-onnx-direction", None, ValueError, "direction",
+        from_onnx(attrs={"direction": "sideways"})),
+    Row("from-onnx-layout", None, ValueError, "layout", from_onnx(attrs={"layout": 2})),
+    Row("from-onnx-clip", None, ValueError, "clip", from_onnx(attrs={"clip": 3.0})),
+    Row("from-onnx-input-forget", None, ValueError, "input_forget",
+        from_onnx(attrs={"input_forget": 1})),
+    Row("from-onnx-activations", None, ValueError, "activations",
+        from_onnx(attrs={"activations": ["Sigmoid", "Relu", "Tanh"]})),
+    Row("from-onnx-activation-alpha", None, ValueError, "activation_alpha",
+        from_onnx(attrs={"activation_alpha": [0.5]})),
+    Row("from-onnx-linear-before-reset", None, ValueError, "linear_before_reset",
+        from_onnx("GRU", attrs={"linear_before_reset": 2})),
+    Row("from-onnx-weights-not-constant", None, ValueError, r"\bW\b",
+        from_onnx(weights="input")),
+    Row("from-onnx-dtype", None, ValueError, r"\bW\b", from_onnx(dtype=np.float16)),
+    Row("from-onnx-W-shape", None, ValueError, r"\bW\b",
+        from_onnx(direction="bidirectional", override={"W": zeros(1, 16, 3)})),
+    Row("from-onnx-hidden-size", None, ValueError, "hidden_size",
+        from_onnx(attrs={"hidden_size": 5})),
+    Row("from-onnx-B-shape", None, ValueError, r"\bB\b", from_onnx(override={"B": zeros(1, 5)})),
+    Row("from-onnx-peepholes", None, ValueError, r"\bP\b", from_onnx(P=np.ones((1, 12)))),
+    Row("from-onnx-initial-state-constant", None, ValueError, "initial_h",
+        from_onnx(initial="random")),
+    Row("from-onnx-sequence-lens-constant", None, ValueError, "sequence_lens",
+        from_onnx(seq_lens="constant")),
+    Row("to-onnx-proj-size", "lstm", ValueError, "proj_size", lambda m, ctx: m.to_onnx()),
+    Row("to-onnx-initial-states", "gru", TypeError, "initial_states",
+        lambda m, ctx: m.to_onnx(initial_states="yes")),
+    Row("reversed-type", None, TypeError, "model", lambda m, ctx: fusedrnn.Reversed("gru")),
+    Row("reversed-bidirectional", "gru", ValueError, "bidirectional",
+        lambda m, ctx: fusedrnn.Reversed(m)),
     # ---- streams
     Row("stream-bidirectional", "gru", ValueError, "bidirectional", lambda m, ctx: m.stream()),
     Row("stream-batch", "grucell", ValueError, "batch", lambda m, ctx: m.stream(batch=0)),

@@ -30,6 +30,7 @@ import numpy as np
 from ._cells import GRUCell, LSTMCell
 from ._rnn import GRU, LSTM
 from ._validate import as_real_array
+from ._wrapper import ModelWrapper
 
 # Keras's gate blocks (in units of H) in our order: ours[k] = keras[_GATES[cls][k]]
 _GATES = {LSTM: (0, 1, 2, 3), GRU: (1, 0, 2)}
@@ -150,7 +151,7 @@ def _numpy(variable):
     return np.array(keras.ops.convert_to_numpy(variable))
 
 
-class GoBackwards:
+class GoBackwards(ModelWrapper):
     """A model run on the time-reversed input, its outputs in the order it ran them: Keras's
     ``go_backwards=True``.  ``out, h_n = GoBackwards(model)(x, hx)`` is ``model(x reversed on
     its time axis, hx)``; ``out[:, 0]`` is the output after the last step of x (batch_first).
@@ -188,11 +189,3 @@ class GoBackwards:
         dx, dhx, grads = self.model.backward(tape, d_out, d_h_n)
         return np.ascontiguousarray(self._reversed(dx)), dhx, grads
 
-    def state_dict(self):
-        return self.model.state_dict()
-
-    def load_state_dict(self, state_dict, strict=True):
-        return self.model.load_state_dict(state_dict, strict)
-
-    def __repr__(self):
-        return f"GoBackwards({self.model!r})"

@@ -272,6 +272,16 @@ class _RNNBase(Parametrized):
 
     _d_state_names = ("d_h_n", "d_c_n")
 
+    def to_onnx(self, path=None, initial_states=False):
+        """This model as a standard ONNX model (onnx is needed only for this call): one ONNX
+        LSTM/GRU node per layer, graph input ``input`` (dynamic batch and seq axes, laid out as
+        this model's input), with ``initial_states`` also ``h0`` (``c0``), outputs ``out``,
+        ``h_n`` (``c_n``) as this model's call (cells: ``h``, ``c``).  Written to ``path`` if
+        given; returns the ``onnx.ModelProto``.  ``proj_size > 0`` raises ValueError (ONNX has
+        no projection); ``dropout`` is kept in the metadata only (inference)."""
+        from ._onnx import to_onnx
+        return to_onnx(self, path, initial_states)
+
     @property
     def _engine(self):
         """The model's Engine (packed kernels, buffers): made on first use, not pickled."""
