@@ -2,8 +2,9 @@
 
 Same weights everywhere: one PyTorch-style state dict (uniform(-k, k), k = 1/sqrt(H), fixed seed)
 is loaded into every implementation; a ``lengths`` row's lengths come from the seed too
-(``draw_lengths``), so every implementation and every run sees the same batch. The ground truth itself is made by a peer in float64
-(``peers.reference``); ``compare`` sets an output against it.
+(``draw_lengths``), so every implementation and every run sees the same batch. The ground truth
+itself is made by a peer in float64 (``peers.reference``); ``compare`` sets an output against
+it.
 """
 
 from __future__ import annotations
