@@ -13,6 +13,8 @@ It is the textbook vectorised scheme (thinc's, and what a careful NumPy user wou
 
 One loop (``_forward``) stacks layers and directions and runs the time loop for both cells; a
 cell contributes only its input biases and its step (``_lstm_step`` / ``_gru_step``).
+A padded batch with ``lengths`` runs PyTorch's packed semantics the way a NumPy user would:
+the batch sorted by length once, and at each step the step run on the rows still running.
 
 Shapes follow PyTorch: x (T, B, I), h0 (L*D, B, H_out), c0 (L*D, B, H); parameters are the
 arrays of a PyTorch-style state dict (``weight_ih_l0``, ``weight_hh_l0_reverse``, ...).
