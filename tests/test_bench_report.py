@@ -2,15 +2,21 @@
 
 - ``--tiny`` in a fresh interpreter, with whichever peers are installed: results.json has the
   latency rows (cell steps, the fixed cost of a call), the "% stream" of batch-1 rows, the read
-  bandwidth and the SIMD path; without a chart asked for, matplotlib is never imported.
+  bandwidth and the SIMD path, and the variable-lengths rows (their lengths, fusedrnn's padded
+  run, "padded / lengths" next to "1 / valid fraction"); without a chart asked for, matplotlib
+  is never imported.
+- The variable-lengths peers (PyTorch's packed path, ONNX Runtime's ``sequence_lens``, the NumPy
+  reference) agree with fusedrnn's ``lengths=`` and with each other, padding zeroed.
 - ``import fusedrnn`` loads neither the bench subpackage nor any heavy peer.
 No timing is asserted (speed is a benchmark, not a test).
 """
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +52,7 @@ def test_tiny_report_has_latency_rows_and_stream_column(tmp_path):
         "assert 'matplotlib' not in sys.modules, 'the report imported matplotlib'\n")
     assert "fusedrnn SIMD path: " in out
     assert "% stream" in out and "Latency" in out
+    assert "Variable lengths" in out and "padded / lengths" in out and "1 / valid fraction" in out
     with open(tmp_path / "results.json") as f:
         res = json.load(f)
     assert res["machine"]["isa"] in ("avx512", "avx2", "scalar", "unknown")
@@ -55,14 +62,15 @@ def test_tiny_report_has_latency_rows_and_stream_column(tmp_path):
     rows = res["rows"]
     kinds = {(r["kind"], r["params"]["cell"]) for r in rows}
     assert {("cell", "lstm"), ("cell", "gru"), ("stream", "lstm"), ("call", "lstm"),
-            ("forward", "lstm"), ("train", "lstm")} <= kinds
+            ("forward", "lstm"), ("train", "lstm"), ("lengths", "lstm"),
+            ("lengths", "gru")} <= kinds
     for r in rows:
         if r.get("skipped"):        # a training row without PyTorch has no reference
             assert r["kind"] == "train", r
             continue
         fr = r["results"]["fusedrnn"]
         assert fr["status"] == "ok", (r["config"], fr)
-        assert "numpy" not in r["results"] or r["kind"] == "forward"
+        assert "numpy" not in r["results"] or r["kind"] in ("forward", "lengths")
         for impl, peer in r["results"].items():
             assert peer["status"] in ("ok", "skipped"), (r["config"], impl, peer)
         stream_row = r["params"]["batch"] == 1 and r["kind"] != "train"
@@ -71,6 +79,89 @@ def test_tiny_report_has_latency_rows_and_stream_column(tmp_path):
             assert r["stream_bound_ms"] > 0 and r["pct_stream"] > 0
     cell = next(r for r in rows if r["kind"] == "cell")
     assert cell["params"]["seq"] == 1 and cell["params"]["layers"] == 1
+
+    for r in (r for r in rows if r["kind"] == "lengths"):
+        T, B = r["params"]["seq"], r["params"]["batch"]
+        lengths = np.array(r["lengths"])
+        assert lengths.shape == (B,) and lengths.min() >= T // 4 and lengths.max() <= T
+        assert r["ideal_speedup"] == pytest.approx(T * B / lengths.sum())
+        res = r["results"]
+        assert list(res)[:2] == ["fusedrnn", "padded"], list(res)
+        assert res["padded"]["status"] == "ok", res["padded"]
+        assert r["speedup"]["padded"] == pytest.approx(
+            res["padded"]["median_ms"] / res["fusedrnn"]["median_ms"])
+        for impl, module in (("numpy", "numpy"), ("torch", "torch"), ("ort", "onnxruntime")):
+            if importlib.util.find_spec(module) is not None:
+                assert res[impl]["status"] == "ok", (r["config"], impl, res[impl])
+
+
+LENGTHS_CASES = [  # Config kwargs of small lengths rows: uni / bi, stacked, input != hidden
+    dict(cell="lstm", batch=6, hidden=16, seq=8, bidirectional=True),
+    dict(cell="gru", batch=5, hidden=12, seq=10, layers=2, bidirectional=True),
+    dict(cell="lstm", batch=7, hidden=12, input_size=5, seq=9, layers=2),
+    dict(cell="gru", batch=4, hidden=16, seq=7),
+]
+
+
+def _lengths_case(kw, dtype="float32"):
+    from fusedrnn.bench import Config, make_case
+    return make_case(Config(kind="lengths", dtype=dtype, **kw), seed=3)
+
+
+def _run(builder, case):
+    r = builder(case, 1)
+    return r.canonical(r())
+
+
+@pytest.mark.parametrize("kw", LENGTHS_CASES, ids=lambda kw: "-".join(map(str, kw.values())))
+def test_lengths_peers_agree_with_fusedrnn(kw):
+    """PyTorch's packed path and ONNX Runtime's sequence_lens give fusedrnn's lengths= results
+    (fp32 tolerance), with exact zeros past each length; fusedrnn's padded run differs."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from fusedrnn.bench import peers
+    case = _lengths_case(kw)
+    lengths = case.lengths
+    T = case.cfg.seq
+    assert lengths.min() < lengths.max()                              # really variable
+    padding = np.arange(T)[:, None] >= lengths[None, :]               # (T, B)
+    ours = _run(peers.build_fusedrnn, case)
+    for builder in (peers.build_torch, peers.build_ort, peers.build_numpy):
+        got = _run(builder, case)
+        assert sorted(got) == sorted(ours), builder.__name__
+        for key in ours:
+            np.testing.assert_allclose(got[key], ours[key], rtol=1e-5, atol=2e-6,
+                                       err_msg=f"{builder.__name__}: {key}")
+        assert np.all(got["out"][padding] == 0), f"{builder.__name__}: padding not zeroed"
+    assert np.all(ours["out"][padding] == 0)
+    padded = _run(peers.build_fusedrnn_padded, case)
+    assert np.max(np.abs(padded["h_n"] - ours["h_n"])) > 1e-3     # it runs the padding
+    full = _run(peers.build_torch, case.full_length())              # PyTorch without packing
+    for key in ours:
+        np.testing.assert_allclose(padded[key], full[key], rtol=1e-5, atol=2e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("kw", LENGTHS_CASES + [
+    dict(cell="lstm", batch=5, hidden=12, proj_size=4, seq=9, layers=2, bidirectional=True)],
+    ids=lambda kw: "-".join(map(str, kw.values())))
+def test_numpy_reference_with_lengths_is_pytorch_packed_path_float64(kw):
+    """The float64 ground truth of a lengths row (the NumPy reference) against PyTorch's packed
+    path in float64."""
+    pytest.importorskip("torch")
+    from fusedrnn.bench import compare, peers, reference
+    case = _lengths_case(kw, "float64")
+    ok, err, msg = compare(reference(case), _run(peers.build_torch, case), case.cfg)
+    assert ok and err < 1e-12, msg or err
+
+
+def test_lengths_are_drawn_from_the_seed_and_the_batch_shape():
+    from fusedrnn.bench import LENGTHS_CONFIGS, Config, draw_lengths, make_case
+    a = make_case(LENGTHS_CONFIGS[0]).lengths
+    assert a.shape == (64,) and a.min() >= 25 and a.max() <= 100 and len(set(a)) > 20
+    for cfg in LENGTHS_CONFIGS[1:]:      # every lengths row of a seed runs the same batch
+        np.testing.assert_array_equal(make_case(cfg).lengths, a)
+    assert not np.array_equal(draw_lengths(LENGTHS_CONFIGS[0], seed=1), a)
+    assert draw_lengths(Config("gru", 3, 8, seq=1, kind="lengths")).tolist() == [1, 1, 1]
 
 
 @pytest.mark.parametrize("cfg, expected", [

@@ -1,7 +1,8 @@
 """Speed of fusedrnn against the peers a user would pick: NumPy, PyTorch and ONNX Runtime.
 
 Run ``python -m fusedrnn.bench`` (curated subset, < 2 min), ``--quick`` (< 30 s), ``--full``
-(the whole matrix of issue 4 and the latency rows of issue 7) or ``--tiny`` (a smoke test);
+(the whole matrix of issue 4, the latency rows of issue 7 and the variable-lengths rows of
+issue 9) or ``--tiny`` (a smoke test);
 ``--help`` lists the options. The same package provides the peers, cases and timing used by the
 pytest-benchmark suites in ``bench/``. ``import fusedrnn`` never imports it.
 
@@ -20,24 +21,26 @@ Optional peers (torch, onnx + onnxruntime, matplotlib for the chart) are importe
 is missing is reported as skipped with a note.
 """
 
-from .cases import Case, compare, make_case, tolerance
-from .configs import (DEFAULT_CONFIGS, FULL_CONFIGS, LATENCY_CONFIGS, QUICK_CONFIGS,
-                      TINY_CONFIGS, Config, flops, recurrent_bytes)
+from .cases import Case, compare, draw_lengths, make_case, tolerance
+from .configs import (DEFAULT_CONFIGS, FULL_CONFIGS, LATENCY_CONFIGS, LENGTHS_CONFIGS,
+                      QUICK_CONFIGS, TINY_CONFIGS, Config, flops, recurrent_bytes)
 from .measure import run, run_case
-from .peers import (FORWARD_BUILDERS, IMPL_LABELS, IMPLS, LATENCY_BUILDERS, TRAIN_BUILDERS,
-                    PeerUnavailable, Runner, build_fusedrnn, build_fusedrnn_train, build_numpy,
-                    build_ort, build_torch, build_torch_train, builders_for, onnx_model,
-                    reference)
+from .peers import (FORWARD_BUILDERS, IMPL_LABELS, IMPLS, LATENCY_BUILDERS, LENGTHS_BUILDERS,
+                    TRAIN_BUILDERS, PeerUnavailable, Runner, build_fusedrnn,
+                    build_fusedrnn_padded, build_fusedrnn_train, build_numpy, build_ort,
+                    build_torch, build_torch_train, builders_for, chosen, onnx_model, reference)
 from .timing import (measure_gemm_peak, measure_read_bandwidth, parse_threads, pinned_threads,
                      time_calls)
 
 __all__ = [
     "Config", "Case", "Runner", "PeerUnavailable",
-    "QUICK_CONFIGS", "DEFAULT_CONFIGS", "FULL_CONFIGS", "LATENCY_CONFIGS", "TINY_CONFIGS",
+    "QUICK_CONFIGS", "DEFAULT_CONFIGS", "FULL_CONFIGS", "LATENCY_CONFIGS", "LENGTHS_CONFIGS",
+    "TINY_CONFIGS",
     "IMPLS", "IMPL_LABELS", "FORWARD_BUILDERS", "TRAIN_BUILDERS", "LATENCY_BUILDERS",
-    "builders_for", "build_fusedrnn", "build_numpy", "build_torch", "build_ort",
-    "build_fusedrnn_train", "build_torch_train", "onnx_model",
-    "make_case", "reference", "compare", "tolerance", "flops", "recurrent_bytes",
+    "LENGTHS_BUILDERS", "builders_for", "chosen", "build_fusedrnn", "build_fusedrnn_padded",
+    "build_numpy", "build_torch", "build_ort", "build_fusedrnn_train", "build_torch_train",
+    "onnx_model", "make_case", "draw_lengths", "reference", "compare", "tolerance", "flops",
+    "recurrent_bytes",
     "pinned_threads", "time_calls", "measure_gemm_peak", "measure_read_bandwidth",
     "parse_threads", "run_case", "run",
 ]

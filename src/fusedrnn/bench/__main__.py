@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="small subset, under 30 s")
     g.add_argument("--full", action="store_true",
-                   help=f"the whole matrix of issue 4 and the latency rows of issue 7 "
-                        f"({len(FULL_CONFIGS)} configs; long)")
+                   help=f"the whole matrix of issue 4, the latency rows of issue 7 and the "
+                        f"variable-lengths rows of issue 9 ({len(FULL_CONFIGS)} configs; long)")
     g.add_argument("--tiny", action="store_true",
                    help="a few tiny configs of every row kind, in seconds (a smoke test of the "
                         "report, not a measurement)")

@@ -1,8 +1,10 @@
 """Weights and inputs of a configuration, and how an implementation's output is judged.
 
 Same weights everywhere: one PyTorch-style state dict (uniform(-k, k), k = 1/sqrt(H), fixed seed)
-is loaded into every implementation. The ground truth itself is made by a peer in float64
-(``peers.reference``); ``compare`` sets an output against it.
+is loaded into every implementation; a ``lengths`` row's lengths come from the seed too
+(``draw_lengths``), so every implementation and every run sees the same batch. The ground truth
+itself is made by a peer in float64 (``peers.reference``); ``compare`` sets an output against
+it.
 """
 
 from __future__ import annotations
@@ -27,17 +29,31 @@ class Case:
     h0: np.ndarray                      # (L*D, B, H_out)
     c0: Optional[np.ndarray]            # (L*D, B, H), LSTM only
     d_out: Optional[np.ndarray] = None  # (T, B, D*H_out), training rows only
+    lengths: Optional[np.ndarray] = None  # (B,) int64, lengths rows only
 
     def astype(self, dtype) -> "Case":
         dt = np.dtype(dtype)
         cast = (lambda a: None if a is None else np.ascontiguousarray(a, dtype=dt))
         return Case(dataclasses.replace(self.cfg, dtype=dt.name),
                     OrderedDict((k, cast(v)) for k, v in self.state.items()),
-                    cast(self.x), cast(self.h0), cast(self.c0), cast(self.d_out))
+                    cast(self.x), cast(self.h0), cast(self.c0), cast(self.d_out), self.lengths)
+
+    def full_length(self) -> "Case":
+        """The same inputs without lengths: every sequence runs all T steps (a padded run)."""
+        return dataclasses.replace(self, lengths=None)
+
+
+def draw_lengths(cfg: Config, seed: int = 0) -> np.ndarray:
+    """B integers uniform in [ceil(T/4), T] (at least 1), from (seed, B, T) only: the rows of
+    one batch shape share their lengths whatever the cell and hidden size."""
+    rng = np.random.default_rng([seed, cfg.batch, cfg.seq, 0x6C656E])     # "len"
+    low = max(1, -(-cfg.seq // 4))
+    return rng.integers(low, cfg.seq, size=cfg.batch, endpoint=True, dtype=np.int64)
 
 
 def make_case(cfg: Config, seed: int = 0) -> Case:
-    """Deterministic weights uniform(-1/sqrt(H), 1/sqrt(H)) like PyTorch, normal inputs/states.
+    """Deterministic weights uniform(-1/sqrt(H), 1/sqrt(H)) like PyTorch, normal inputs/states
+    (and lengths for a ``lengths`` row; x is drawn in full, padding included).
 
     A cell row gets the weights of a one-layer layer (``weight_ih_l0``, ...): the cell builders
     load them under the cell's names (no ``_l0``)."""
@@ -61,7 +77,8 @@ def make_case(cfg: Config, seed: int = 0) -> Case:
     h0 = (0.5 * rng.standard_normal((LD, B, H_out))).astype(dt)
     c0 = (0.5 * rng.standard_normal((LD, B, H))).astype(dt) if cfg.cell == "lstm" else None
     d_out = rng.standard_normal((T, B, D * H_out)).astype(dt) if cfg.train else None
-    return Case(cfg, state, x, h0, c0, d_out)
+    lengths = draw_lengths(cfg, seed) if cfg.kind == "lengths" else None
+    return Case(cfg, state, x, h0, c0, d_out, lengths)
 
 
 # Normwise tolerances: max|got - ref| / max|ref|, per output array, by (kind, dtype).

@@ -8,7 +8,12 @@ Row kinds (``Config.kind``):
 - ``stream``: one step of a stream (``fusedrnn.LSTM(H, H).stream(batch=1)`` fed (1, 1, H)
   chunks, its state carried between calls); PyTorch's peer is its cell, ONNX Runtime's a 1-step
   model;
-- ``call``: the fixed cost of one layer call, ``fusedrnn.LSTM(16, 16)`` on x of shape (1, 1, 16).
+- ``call``: the fixed cost of one layer call, ``fusedrnn.LSTM(16, 16)`` on x of shape (1, 1, 16);
+- ``lengths``: inference of a padded batch of B sequences whose lengths are drawn uniform in
+  [T/4, T] (``cases.draw_lengths``), ``model(x, lengths=lengths)``; PyTorch's peer is its packed
+  path (``pack_padded_sequence`` + module + ``pad_packed_sequence``), ONNX Runtime's a graph fed
+  ``sequence_lens``, and fusedrnn's own padded run (``model(x)``, every sequence run to T) is
+  timed next to it.
 ``cell``, ``stream`` and ``call`` rows form the latency table (µs per call).
 """
 
@@ -19,7 +24,7 @@ from typing import List, Optional
 
 import numpy as np
 
-KINDS = ("forward", "train", "cell", "stream", "call")
+KINDS = ("forward", "train", "cell", "stream", "call", "lengths")
 LATENCY_KINDS = ("cell", "stream", "call")
 ONE_STEP_KINDS = ("cell", "stream")     # one step of one layer-direction
 
@@ -79,7 +84,7 @@ class Config:
     def name(self) -> str:
         first = {"forward": self.cell, "train": f"{self.cell} train",
                  "cell": f"{self.cell}cell step", "stream": f"{self.cell} stream step",
-                 "call": f"{self.cell} call"}[self.kind]
+                 "call": f"{self.cell} call", "lengths": f"{self.cell} lengths"}[self.kind]
         parts = [first] + ([] if self.kind in ONE_STEP_KINDS else [f"T{self.seq}"])
         parts += [f"B{self.batch}", f"H{self.hidden}"]
         if self.input_size is not None and self.input_size != self.hidden:
@@ -101,8 +106,11 @@ class Config:
         return d
 
 
-def flops(cfg: Config) -> int:
-    """GEMM FLOPs of one call (forward; x3 for a training step)."""
+def flops(cfg: Config, lengths=None) -> int:
+    """GEMM FLOPs of one call (forward; x3 for a training step). With ``lengths`` (one per
+    sequence) only the valid steps count: sum(lengths) instead of T*B rows."""
+    if lengths is not None:
+        return flops(cfg) * int(np.sum(lengths)) // (cfg.seq * cfg.batch)
     T, B, G, H, H_out, D = cfg.seq, cfg.batch, cfg.gates, cfg.hidden, cfg.h_out, cfg.directions
     total = 0
     for k in range(cfg.layers):
@@ -132,7 +140,7 @@ def recurrent_bytes(cfg: Config) -> int:
 def has_stream_bound(cfg: Config) -> bool:
     """Rows that get a "% of stream bound": batch-1 inference (reading the recurrent weights
     once per step is then the least work a step can do)."""
-    return cfg.batch == 1 and not cfg.train
+    return cfg.batch == 1 and cfg.kind not in ("train", "lengths")
 
 
 def _full_matrix() -> List[Config]:
@@ -154,7 +162,7 @@ def _full_matrix() -> List[Config]:
                 cfgs.append(Config(cell, B, H, kind="train"))
         cfgs.append(Config(cell, 16, 256, layers=2, bidirectional=True, kind="train"))
         cfgs.append(Config(cell, 16, 256, dtype="float64", kind="train"))
-    return cfgs + LATENCY_CONFIGS
+    return cfgs + LATENCY_CONFIGS + LENGTHS_CONFIGS
 
 
 def cell_step(cell: str, hidden: int, kind: str = "cell") -> Config:
@@ -173,10 +181,15 @@ LATENCY_CONFIGS: List[Config] = (
     + [cell_step(cell, H, "stream") for cell in ("lstm", "gru") for H in (128, 256, 512)]
     + [CALL_CONFIG])
 
+# Variable lengths (issue 9): 64 sequences, lengths uniform in [T/4, T], T = 100, input = hidden.
+LENGTHS_CONFIGS: List[Config] = (
+    [Config(cell, 64, H, kind="lengths") for cell in ("lstm", "gru") for H in (256, 512)]
+    + [Config("lstm", 64, 256, bidirectional=True, kind="lengths")])
+
 FULL_CONFIGS: List[Config] = _full_matrix()
 
 # Curated subset: latency (batch 1), mid-size, GEMM-heavy, stacked + bidirectional, float64,
-# training, and the latency table. Every entry is also in FULL_CONFIGS.
+# training, the latency table and the variable-lengths rows. Every entry is also in FULL_CONFIGS.
 DEFAULT_CONFIGS: List[Config] = [
     Config("lstm", 1, 256), Config("gru", 1, 256),
     Config("lstm", 1, 1024), Config("gru", 1, 1024),
@@ -187,7 +200,7 @@ DEFAULT_CONFIGS: List[Config] = [
     Config("gru", 16, 128, layers=2, bidirectional=True),
     Config("lstm", 16, 256, dtype="float64"), Config("gru", 16, 256, dtype="float64"),
     Config("lstm", 16, 256, kind="train"), Config("gru", 16, 256, kind="train"),
-] + LATENCY_CONFIGS
+] + LATENCY_CONFIGS + LENGTHS_CONFIGS
 
 QUICK_CONFIGS: List[Config] = [
     Config("lstm", 1, 128), Config("gru", 1, 128),
@@ -196,6 +209,7 @@ QUICK_CONFIGS: List[Config] = [
     Config("lstm", 16, 128, dtype="float64"),
     Config("lstm", 16, 128, kind="train"), Config("gru", 16, 128, kind="train"),
     cell_step("lstm", 256), cell_step("gru", 256), CALL_CONFIG,
+    Config("lstm", 64, 128, kind="lengths"),
 ]
 
 # A smoke test of the whole report in seconds (tests/test_bench_report.py): every row kind, a
@@ -205,6 +219,8 @@ TINY_CONFIGS: List[Config] = [
     Config("gru", 2, 16, seq=4),
     Config("lstm", 2, 16, seq=3, kind="train"),
     cell_step("lstm", 32), cell_step("gru", 32), cell_step("lstm", 32, "stream"), CALL_CONFIG,
+    Config("lstm", 6, 16, seq=8, bidirectional=True, kind="lengths"),
+    Config("gru", 6, 16, seq=8, kind="lengths"),
 ]
 
 MODE_CONFIGS = {"tiny": TINY_CONFIGS, "quick": QUICK_CONFIGS, "default": DEFAULT_CONFIGS,

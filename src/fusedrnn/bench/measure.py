@@ -5,8 +5,12 @@ thread count, and set fusedrnn's times against the machine's ceilings measured i
   ground truth (``peers.reference``) on every thread count. One that disagrees is reported as
   MISMATCH and not timed. Each implementation is timed in its own block after a warm-up call,
   so thread pools left spinning by one library do not slow down the next one.
-- GFLOP/s and % peak: FLOPs are counted from the GEMMs only (``configs.flops``) and set against
-  the SGEMM (DGEMM for float64 rows) peak of NumPy's BLAS, same threads.
+- GFLOP/s and % peak: FLOPs are counted from the GEMMs only (``configs.flops``; a ``lengths``
+  row counts its valid steps only) and set against the SGEMM (DGEMM for float64 rows) peak of
+  NumPy's BLAS, same threads.
+- Variable lengths: the row stores its lengths, their valid fraction sum(lengths) / (T*B) and
+  ``ideal_speedup`` = 1 / that fraction, the speed-up of the lengths run over fusedrnn's own
+  padded run if padding cost nothing (``speedup["padded"]`` is the one measured).
 - % stream (batch-1 inference rows): at batch 1 a step is a matrix-vector product, so its
   floor is reading the packed recurrent weights once per step. Stream-bound time =
   T * sum over layers and directions of packed bytes (``configs.recurrent_bytes``) / the read
@@ -27,7 +31,7 @@ import numpy as np
 from .cases import compare, make_case
 from .configs import MODES, Config, flops, has_stream_bound, recurrent_bytes
 from .machine import machine_info
-from .peers import PeerUnavailable, builders_for, reference
+from .peers import PeerUnavailable, builders_for, chosen, reference
 from .timing import (cpu_busy, cpu_sample, log, measure_gemm_peak, measure_read_bandwidth,
                      other_load, pinned_threads, time_calls, wait_quiet)
 
@@ -44,12 +48,17 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
              quiet: bool = False) -> List[dict]:
     """Verify and time ``impls`` on ``cfg`` at each thread count. One row dict per count."""
     builders = builders_for(cfg)
-    impls = [i for i in impls if i in builders]
+    impls = chosen(builders, impls)
     case = make_case(cfg, seed)
     rows = [dict(config=cfg.name, params=cfg.as_dict(), kind=cfg.kind, threads=n,
-                 flops=flops(cfg), results=OrderedDict()) for n in threads]
+                 flops=flops(cfg, case.lengths), results=OrderedDict()) for n in threads]
+    if case.lengths is not None:
+        valid = float(np.sum(case.lengths)) / (cfg.seq * cfg.batch)
+        for row in rows:
+            row.update(lengths=case.lengths.tolist(), valid_fraction=valid,
+                       ideal_speedup=1.0 / valid)
     try:
-        ref = reference(case)
+        refs = {False: reference(case)}
     except PeerUnavailable as e:
         for row in rows:
             row["skipped"] = f"no float64 reference for this row: {e}"
@@ -72,7 +81,9 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
                 except Exception as e:
                     res[impl] = dict(status="error", note=f"{type(e).__name__}: {e}")
                     continue
-                ok, err, msg = compare(ref, got, cfg)
+                if runner.full_length not in refs:
+                    refs[True] = reference(case.full_length())
+                ok, err, msg = compare(refs[runner.full_length], got, cfg)
                 del got
                 if not ok:
                     res[impl] = dict(status="mismatch", max_err=err, note=msg)

@@ -7,7 +7,11 @@ A builder takes (case, threads) and returns a Runner; ``runner()`` is the timed 
 ``threads`` only matters to builders that fix it at construction (ONNX Runtime); the others
 follow ``timing.pinned_threads``. Each builder dispatches on ``case.cfg.kind``: a ``cell`` row
 runs ``LSTMCell`` / ``GRUCell`` (ONNX Runtime: a 1-step graph), a ``train`` row forward +
-backward. fusedrnn is used through its public API only.
+backward; a case with lengths (a ``lengths`` row) runs them: fusedrnn ``lengths=``, PyTorch
+its packed path, ONNX Runtime ``sequence_lens``, NumPy its own loop over the running rows.
+``padded`` is fusedrnn's own full-length run of the same x (``model(x)``), timed next to it
+and checked against the full-length reference (``Runner.full_length``).
+fusedrnn is used through its public API only.
 
 torch, onnx and onnxruntime are imported inside the builders; one that is missing raises
 PeerUnavailable (reported as skipped).
@@ -26,7 +30,9 @@ from .numpy_ref import gru_forward, lstm_forward
 
 IMPLS = ("fusedrnn", "numpy", "torch", "ort")
 IMPL_LABELS = {"fusedrnn": "fusedrnn", "numpy": "NumPy", "torch": "PyTorch",
-               "ort": "ONNX Runtime"}
+               "ort": "ONNX Runtime", "padded": "fusedrnn padded"}
+# Timed whenever its implementation is chosen (--impls): fusedrnn's own padded run.
+FOLLOWS = {"padded": "fusedrnn"}
 
 
 class PeerUnavailable(Exception):
@@ -34,8 +40,13 @@ class PeerUnavailable(Exception):
 
 
 class Runner:
-    def __init__(self, impl: str, fn: Callable, canonical: Callable, note: str = ""):
+    """``full_length``: the runner ignores the case's lengths (every sequence runs T steps), so
+    it is checked against the reference of ``case.full_length()``."""
+
+    def __init__(self, impl: str, fn: Callable, canonical: Callable, note: str = "",
+                 full_length: bool = False):
         self.impl, self.fn, self.canonical, self.note = impl, fn, canonical, note
+        self.full_length = full_length
 
     def __call__(self):
         return self.fn()
@@ -95,12 +106,12 @@ def build_numpy(case: Case, threads=None) -> Runner:
     if cfg.cell == "lstm":
         def fn():
             out, h_n, c_n = lstm_forward(case.x, case.h0, case.c0, st, cfg.layers,
-                                         cfg.bidirectional)
+                                         cfg.bidirectional, case.lengths)
             return out, (h_n, c_n)
     else:
         def fn():
             return gru_forward(case.x, case.h0, st, cfg.layers, cfg.bidirectional,
-                               cfg.reset_after)
+                               cfg.reset_after, case.lengths)
     return Runner("numpy", fn, lambda res: _split_state(cfg, *res))
 
 
@@ -150,8 +161,17 @@ def build_fusedrnn(case: Case, threads=None) -> Runner:
         stream = model.stream(batch=cfg.batch, hx=_hx(case))
         return Runner("fusedrnn", lambda: (stream(case.x), stream.state),
                       lambda res: _split_state(cfg, *res))
-    x, hx = case.x, _hx(case)
+    x, hx, lengths = case.x, _hx(case), case.lengths
+    if lengths is not None:
+        return Runner("fusedrnn", lambda: model(x, hx, lengths=lengths),
+                      lambda res: _split_state(cfg, *res))
     return Runner("fusedrnn", lambda: model(x, hx), lambda res: _split_state(cfg, *res))
+
+
+def build_fusedrnn_padded(case: Case, threads=None) -> Runner:
+    """fusedrnn on the case's x without its lengths: the padded batch run to T."""
+    r = build_fusedrnn(case.full_length(), threads)
+    return Runner("padded", r.fn, r.canonical, full_length=True)
 
 
 def build_fusedrnn_train(case: Case, threads=None) -> Runner:
@@ -219,9 +239,20 @@ def build_torch(case: Case, threads=None) -> Runner:
     x = torch.from_numpy(case.x[0] if cell else case.x)
     hx = _to_torch(torch, _hx(case, layer_axis=not cell))
 
-    def fn():
-        with torch.no_grad():
-            return model(x, hx)
+    if case.lengths is not None:
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+        lengths = torch.from_numpy(case.lengths.astype(np.int64))
+
+        def fn():
+            # what a user runs: pack, the module, pad back to T (all timed)
+            with torch.no_grad():
+                packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+                out, hn = model(packed, hx)
+                return pad_packed_sequence(out, total_length=cfg.seq)[0], hn
+    else:
+        def fn():
+            with torch.no_grad():
+                return model(x, hx)
 
     if cell:
         return Runner("torch", fn, lambda res: _split_cell(cfg, res))
@@ -273,7 +304,8 @@ def onnx_model(case: Case):
     """A one-node-per-layer ONNX graph of LSTM/GRU operators with the case's weights, using
     ONNX's gate order (LSTM i,o,f,c; GRU z,r,h) and its [W_b, R_b] bias layout.
 
-    Inputs X (T, B, I), h0_l{k} (D, B, H) [, c0_l{k}]; outputs out (T, B, D*H), h_n, c_n.
+    Inputs X (T, B, I), h0_l{k} (D, B, H) [, c0_l{k}] [, seq_lens (B,) int32 when the case has
+    lengths: every node's ``sequence_lens``]; outputs out (T, B, D*H), h_n, c_n.
     Between layers (and at the end) Y (T, D, B, H) is transposed to (T, B, D, H) and reshaped
     to (T, B, D*H), PyTorch's layout, inside the graph. A cell row is one LSTM/GRU node with
     seq_len 1 and the initial states as inputs; it outputs only h_n (, c_n), as a cell does.
@@ -298,6 +330,10 @@ def onnx_model(case: Case):
     sfxs = ["", "_reverse"][:D]
     inputs = [helper.make_tensor_value_info("X", elem, [T, B, cfg.input])]
     inits = [numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), "TBx")]
+    seq_lens = ""
+    if case.lengths is not None:
+        seq_lens = "seq_lens"
+        inputs.append(helper.make_tensor_value_info(seq_lens, TensorProto.INT32, [B]))
     nodes, h_names, c_names = [], [], []
     cur = "X"
     for k in range(L):
@@ -308,7 +344,7 @@ def onnx_model(case: Case):
         inits += [numpy_helper.from_array(np.ascontiguousarray(W), f"W{k}"),
                   numpy_helper.from_array(np.ascontiguousarray(R), f"R{k}"),
                   numpy_helper.from_array(np.ascontiguousarray(Bk.astype(dt)), f"B{k}")]
-        node_in = [cur, f"W{k}", f"R{k}", f"B{k}", "", f"h0_l{k}"]
+        node_in = [cur, f"W{k}", f"R{k}", f"B{k}", seq_lens, f"h0_l{k}"]
         # A cell's (1-layer) states are the graph's outputs themselves: no Y, no Concat.
         h_names.append("h_n" if cell else f"Yh{k}")
         node_out = ["" if cell else f"Y{k}", h_names[-1]]
@@ -350,6 +386,8 @@ def _ort_feeds(case: Case) -> Dict[str, np.ndarray]:
         feeds[f"h0_l{k}"] = np.ascontiguousarray(case.h0[k * D:(k + 1) * D])
         if case.cfg.cell == "lstm":
             feeds[f"c0_l{k}"] = np.ascontiguousarray(case.c0[k * D:(k + 1) * D])
+    if case.lengths is not None:
+        feeds["seq_lens"] = case.lengths.astype(np.int32)
     return feeds
 
 
@@ -412,19 +450,32 @@ TRAIN_BUILDERS: Dict[str, Callable] = OrderedDict(
 # The latency table: fusedrnn with PyTorch and ONNX Runtime for context.
 LATENCY_BUILDERS: Dict[str, Callable] = OrderedDict(
     fusedrnn=build_fusedrnn, torch=build_torch, ort=build_ort)
+# Variable lengths: the inference peers, and fusedrnn's own padded run next to fusedrnn.
+LENGTHS_BUILDERS: Dict[str, Callable] = OrderedDict(
+    fusedrnn=build_fusedrnn, padded=build_fusedrnn_padded, numpy=build_numpy, torch=build_torch,
+    ort=build_ort)
 
 
 def builders_for(cfg: Config) -> Dict[str, Callable]:
     """The implementations that time a row of this kind, by name."""
     if cfg.train:
         return TRAIN_BUILDERS
+    if cfg.kind == "lengths":
+        return LENGTHS_BUILDERS
     return LATENCY_BUILDERS if cfg.kind in LATENCY_KINDS else FORWARD_BUILDERS
+
+
+def chosen(builders: Dict[str, Callable], impls) -> list:
+    """The names of ``builders`` that run when ``impls`` are chosen, in the builders' order
+    (``padded`` runs with fusedrnn)."""
+    return [i for i in builders if FOLLOWS.get(i, i) in impls]
 
 
 def reference(case: Case) -> Dict[str, np.ndarray]:
     """float64 ground truth for ``case`` (inputs and weights as rounded to the case's dtype).
 
-    Inference (all kinds, a cell as a 1-step layer): the NumPy reference in float64.
+    Inference (all kinds, a cell as a 1-step layer, a case with lengths as PyTorch's packed
+    path): the NumPy reference in float64.
     Training: PyTorch autograd in float64 (raises PeerUnavailable without PyTorch).
     """
     c64 = case.astype(np.float64)

@@ -11,7 +11,8 @@ import numpy as np
 
 from .configs import LATENCY_KINDS
 from .measure import contended
-from .peers import IMPL_LABELS, LATENCY_BUILDERS, TRAIN_BUILDERS, FORWARD_BUILDERS
+from .peers import (FOLLOWS, FORWARD_BUILDERS, IMPL_LABELS, LATENCY_BUILDERS, LENGTHS_BUILDERS,
+                    TRAIN_BUILDERS, chosen)
 
 STREAM_METHOD = (
     "% stream (batch-1 inference rows) = stream-bound time / fusedrnn's time: the time to read "
@@ -19,6 +20,15 @@ STREAM_METHOD = (
     "of W_hh (+ W_hr); an (N, K) weight packs to ceil(N/32)*32*K elements) at the read bandwidth "
     "of a streaming NumPy max-reduction over a buffer of the same size, same thread count, "
     "measured in this run; 100% = as fast as reading the weights allows.")
+
+LENGTHS_METHOD = (
+    "Variable lengths: B sequences padded to T, lengths uniform in [T/4, T] (drawn from --seed; "
+    "in results.json). fusedrnn = model(x, lengths=lengths); padded = fusedrnn's model(x) on "
+    "the same x, every sequence run to T; torch = pack_padded_sequence(enforce_sorted=False) + "
+    "module + pad_packed_sequence(total_length=T), all timed; ort = LSTM/GRU nodes fed "
+    "sequence_lens; numpy = a loop over the running rows. padded / lengths = padded time / "
+    "fusedrnn's time, next to 1 / valid fraction = T*B / sum(lengths), its value if padding "
+    "cost nothing.")
 
 # (kinds of rows, title, builders, time unit, factor from ms, fusedrnn-only columns)
 _TABLES = (
@@ -28,6 +38,8 @@ _TABLES = (
      ("GFLOP/s", "% peak")),
     (LATENCY_KINDS, "Latency: one cell step, one stream step, and the fixed cost of one layer call",
      LATENCY_BUILDERS, "µs", 1e3, ("% stream",)),
+    (("lengths",), "Variable lengths (inference)", LENGTHS_BUILDERS, "ms", 1.0,
+     ("padded / lengths", "1 / valid fraction")),
 )
 
 _STATUS_CELL = {"mismatch": "MISMATCH", "skipped": "n/a", "error": "ERROR"}
@@ -43,8 +55,12 @@ def _fmt_time(t: float) -> str:
 
 
 def _extra_cell(row: dict, column: str) -> str:
+    if column == "padded / lengths":
+        s = row.get("speedup", {}).get("padded")
+        return f"{s:.2f}x" if s is not None else "-"
     key, fmt = {"GFLOP/s": ("gflops", "{:.1f}"), "% peak": ("pct_peak", "{:.0f}%"),
-                "% stream": ("pct_stream", "{:.0f}%")}[column]
+                "% stream": ("pct_stream", "{:.0f}%"),
+                "1 / valid fraction": ("ideal_speedup", "{:.2f}x")}[column]
     return fmt.format(row[key]) if row.get(key) else "-"
 
 
@@ -72,8 +88,9 @@ def format_tables(results: dict) -> str:
             rows = [r for r in results["rows"] if r["threads"] == n and r["kind"] in kinds]
             if not rows:
                 continue
-            kind_impls = [i for i in impls if i in builders]
-            peers = [i for i in kind_impls if i != "fusedrnn"]
+            kind_impls = chosen(builders, impls)
+            # fusedrnn's own variants get their ratio among the extra columns
+            peers = [i for i in kind_impls if i != "fusedrnn" and i not in FOLLOWS]
             peak_txt = ", ".join(f"{'SGEMM' if dt == 'float32' else 'DGEMM'} peak "
                                  f"{g:.1f} GFLOP/s" for dt, g in peaks.items())
             out.append(f"\n### {title}, {n} thread{'s' if n > 1 else ''} ({peak_txt})\n")
@@ -115,6 +132,8 @@ def format_tables(results: dict) -> str:
                "a cell: one step); vs X = X's time / fusedrnn's time (> 1: fusedrnn faster); "
                "GFLOP/s, % peak and % stream are fusedrnn's, against NumPy's GEMM and a "
                "streaming read at the same thread count.")
+    if any(r["kind"] == "lengths" for r in results["rows"]):
+        out.append(LENGTHS_METHOD)
     return "\n".join(out)
 
 
