@@ -613,15 +613,14 @@ cdef class Kernel:
         r.nact = r.xrow = NULL
         if nact is not None:
             r.nact = <const Py_ssize_t *>index_buf(nact, "nact", T)
-            if T > 0 and (nact[0] != B or nact[T - 1] < 1 or (T > 1 and (
-                    np.diff(nact) > 0).any())):
+            if not steps_ok(r.nact, T, B):
                 raise ValueError(f"nact must be non-increasing from {B} (B) to >= 1")
         if xrow is not None:
             if nact is None:
                 raise ValueError("xrow needs nact")
             r.xrow = <const Py_ssize_t *>index_buf(xrow, "xrow", T * B)
             xrows = x.shape[0] if isinstance(x, np.ndarray) and x.ndim == 2 else 0
-            if T * B > 0 and (xrow.min() < 0 or xrow.max() >= xrows):
+            if not in_range(r.xrow, T * B, xrows):
                 raise ValueError(f"xrow must index the {xrows} rows of x")
         r.x = buf(x, "x", xrows, c.I_, tn, False)
         r.ldo = out.shape[1]
@@ -741,6 +740,60 @@ cdef class Kernel:
 
 
 # ================================================================ variable lengths
+cdef bint in_range(const Py_ssize_t *a, Py_ssize_t n, Py_ssize_t end) noexcept nogil:
+    """0 <= a[i] < end for every i < n."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if a[i] < 0 or a[i] >= end:
+            return False
+    return True
+
+
+cdef bint steps_ok(const Py_ssize_t *nact, Py_ssize_t T, Py_ssize_t B) noexcept nogil:
+    """nact (T) describes a length-sorted batch of B: nact[0] == B, non-increasing, >= 1."""
+    cdef Py_ssize_t t
+    if T > 0 and (nact[0] != B or nact[T - 1] < 1):
+        return False
+    for t in range(1, T):
+        if nact[t] > nact[t - 1]:
+            return False
+    return True
+
+
+def sort_lengths(lengths, Py_ssize_t T):
+    """(order, inverse, nact) of a batch of checked lengths (B,) intp in [1, T]: order (B,)
+    the rows sorted by length, longest first (stable: equal lengths keep their order);
+    inverse its inverse permutation; nact (max length,) the running rows per time index
+    (Run.nact).  A counting sort, O(B + T)."""
+    cdef Py_ssize_t B = lengths.shape[0], b, t, n, Tr = 0
+    cdef const Py_ssize_t *ln = <const Py_ssize_t *>index_buf(lengths, "lengths", B)
+    for b in range(B):
+        if ln[b] < 1 or ln[b] > T:
+            raise ValueError(f"lengths must be in [1, {T}]")
+        Tr = ln[b] if ln[b] > Tr else Tr
+    order = np.empty(B, dtype=np.intp)
+    inverse = np.empty(B, dtype=np.intp)
+    nact = np.zeros(Tr, dtype=np.intp)
+    cdef Py_ssize_t[::1] od = order, iv = inverse, na = nact
+    cdef Py_ssize_t[::1] start = np.zeros(Tr + 2, dtype=np.intp)
+    with nogil:
+        for b in range(B):              # how many sequences have each length
+            start[Tr - ln[b] + 1] += 1
+        for n in range(1, Tr + 2):      # first sorted slot of each length, longest first
+            start[n] += start[n - 1]
+        for b in range(B):
+            n = start[Tr - ln[b]]
+            start[Tr - ln[b]] += 1
+            od[n] = b
+            iv[b] = n
+        b = B - 1                       # nact[t]: sequences longer than t
+        for t in range(Tr):
+            while b >= 0 and ln[od[b]] <= t:
+                b -= 1
+            na[t] = b + 1
+    return order, inverse, nact
+
+
 def permute_steps(src, dst, nact, order, bint to_caller):
     """Move the rows of a variable-length pass between the caller's batch order and the
     length-sorted one (Run.nact), zeros at padded steps.  Rows are (t, b), index t * B + b;
@@ -761,7 +814,7 @@ def permute_steps(src, dst, nact, order, bint to_caller):
                          f"{T} steps")
     cdef const Py_ssize_t *na = <const Py_ssize_t *>index_buf(nact, "nact", T)
     cdef const Py_ssize_t *od = <const Py_ssize_t *>index_buf(order, "order", B)
-    if (order < 0).any() or (order >= B).any() or (nact < 0).any() or (nact > B).any():
+    if not in_range(od, B, B) or not in_range(na, T, B + 1):
         raise ValueError("order must index the batch and nact be in [0, B]")
     cdef Py_ssize_t width = src.shape[1] * src.dtype.itemsize
     cdef char *sp = <char *>cnp.PyArray_DATA(<cnp.ndarray>src)

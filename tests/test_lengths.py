@@ -330,3 +330,20 @@ def test_merge_mode_with_lengths():
     np.testing.assert_allclose(gm[0], gc[0], rtol=1e-12, atol=1e-14)
     for k in gc[2]:
         np.testing.assert_allclose(gm[2][k], gc[2][k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+def test_sort_lengths_is_a_stable_descending_sort():
+    """_kernels.sort_lengths (the counting sort behind Run.nact) against numpy's argsort."""
+    from fusedrnn import _kernels
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        T, Bn = int(rng.integers(1, 20)), int(rng.integers(0, 30))
+        lengths = rng.integers(1, T + 1, Bn).astype(np.intp)
+        order, inverse, nact = _kernels.sort_lengths(lengths, T)
+        np.testing.assert_array_equal(order, np.argsort(-lengths, kind="stable"))
+        np.testing.assert_array_equal(order[inverse], np.arange(Bn))
+        np.testing.assert_array_equal(
+            nact, [(lengths > t).sum() for t in range(lengths.max() if Bn else 0)])
+    for bad in ([0, 2], [3, 5]):
+        with pytest.raises(ValueError, match="lengths"):
+            _kernels.sort_lengths(np.array(bad, np.intp), 4)

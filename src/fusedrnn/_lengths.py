@@ -18,16 +18,10 @@ class Lengths:
     def __init__(self, lengths, T):
         self.lengths = lengths
         self.T = T
-        self.B = B = lengths.shape[0]
-        self.order = np.argsort(-lengths, kind="stable").astype(np.intp)
-        self.inverse = np.empty_like(self.order)
-        self.inverse[self.order] = np.arange(B, dtype=np.intp)
+        self.B = lengths.shape[0]
+        self.order, self.inverse, self.nact = _kernels.sort_lengths(lengths, T)
         # the time loop runs only to the longest sequence: T_run steps
-        self.T_run = T_run = int(lengths.max())
-        by_len = lengths[self.order]
-        # nact[t]: sequences longer than t
-        self.nact = np.ascontiguousarray(B - np.searchsorted(by_len[::-1], np.arange(T_run),
-                                                             side="right"), dtype=np.intp)
+        self.T_run = self.nact.shape[0]
 
     def xrow(self):
         """(T_run*B,) intp: row t*B + order[b] of the caller's (T*B, I) input for sorted row
