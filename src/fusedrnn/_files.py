@@ -104,8 +104,8 @@ def load(path):
         missing = [k for k in shapes if k not in found]
         extra = [k for k in found if k not in shapes]
         if missing or extra:
-            raise ValueError(f"{path}: the weights must be exactly {list(shapes)} for this "
-                             f"{cls.__name__}; missing {missing}, unexpected {extra}")
+            raise ValueError(f"{path}: the weights of this {cls.__name__} must be exactly "
+                             f"{list(shapes)}; missing {missing}, unexpected {extra}")
         for name, shape in shapes.items():
             got_shape, got_dtype = found[name]
             if tuple(got_shape) != tuple(shape):
@@ -147,7 +147,7 @@ def _parse_config(path, text):
     missing = [k for k in expected if k not in config and k not in OPTIONAL_ARGS]
     extra = [k for k in config if k not in expected]
     if missing or extra:
-        raise ValueError(f"{path}: the config of a {cls.__name__} must have the keys {expected}; "
+        raise ValueError(f"{path}: the config of {cls.__name__} must have the keys {expected}; "
                          f"missing {missing}, unexpected {extra}")
     if config["dtype"] not in ("float32", "float64"):
         raise ValueError(f"{path}: config dtype must be \"float32\" or \"float64\", "

@@ -65,9 +65,12 @@ def predict(model, x, hx=None, lengths=None):
     if not isinstance(x, da.Array):
         raise TypeError(f"x must be a dask.array.Array of shape (N, T, {I}) (sequences, time, "
                         f"features), got {type(x).__name__}; for a numpy array call the model")
-    if x.ndim != 3 or x.shape[2] != I:
+    if x.ndim != 3:
         raise ValueError(f"x must have 3 dims (N, T, {I}) (sequences, time, features; "
                          f"batch-first), got shape {x.shape}")
+    if x.shape[2] != I:
+        raise ValueError(f"x must have {I} features (input_size) on its last axis, "
+                         f"got shape {x.shape}")
     if x.dtype.kind not in "fiu":
         raise TypeError(f"x must hold real numbers (float or int), got dtype {x.dtype}")
     if any(math.isnan(c) for c in x.chunks[0]):
@@ -140,14 +143,14 @@ def _split_lengths(model, lengths, split, N, da):
     """lengths -> None or a list of per-chunk Delayed blocks."""
     if lengths is None:
         return None
-    if "lengths" not in inspect.signature(model.forward).parameters:
-        raise TypeError("lengths is not supported by this fusedrnn version's models")
     arr = lengths if isinstance(lengths, da.Array) else np.asarray(lengths)
     if arr.shape != (N,):
         raise ValueError(f"lengths must have shape ({N},) (one length per sequence of x), "
                          f"got {arr.shape}")
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if "lengths" not in inspect.signature(model.forward).parameters:
+        raise TypeError("lengths is not supported by this fusedrnn version's models")
     return list(_as_dask(arr, (split,), da).to_delayed().ravel())
 
 
