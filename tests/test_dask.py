@@ -7,6 +7,7 @@ row blocking depends on the batch size, so a row's rounding can differ by an ulp
 chunk and the whole batch).  Bad input is in docs/errors.md (tests/test_bad_input_table.py).
 """
 import inspect
+import os
 import pickle
 import subprocess
 import sys
@@ -203,3 +204,14 @@ def test_pickle_is_config_and_weights_only(make, protocol):
     assert "_engine_" not in copy.__dict__
     for g, w in zip(flatten(copy(x)), flatten(want)):
         assert g.dtype == w.dtype and g.tobytes() == w.tobytes()
+
+
+def test_example_script_runs():
+    """examples/score_on_dask.py (docs/scale-out.md), shrunk: one LocalCluster of one worker."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples",
+                          "score_on_dask.py")
+    proc = subprocess.run([sys.executable, script, "--workers", "1", "--n", "64", "--chunk",
+                           "16", "--t", "3", "--features", "4", "--hidden", "8", "--repeat", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| 1 | first |" in proc.stdout and "sequences/s" in proc.stdout
