@@ -208,3 +208,26 @@ def test_subclass_refused_by_save(tmp_path):
     with pytest.raises(TypeError, match="model must be a fusedrnn"):
         Mine(3, 4).save(tmp_path / "m.npz")
     assert not os.path.exists(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("ext", EXTS)
+def test_every_corrupted_byte_is_refused_cleanly(tmp_path, ext):
+    """Each byte of a small file changed in turn (and the file cut at each length): load
+    either gives a model (a changed weight value, or a byte no reader looks at) or raises
+    ValueError/TypeError naming the file, never another exception."""
+    model = fusedrnn.GRUCell(2, 3, seed=0)
+    good = tmp_path / ("good" + ext)
+    model.save(good)
+    raw = good.read_bytes()
+    bad = tmp_path / ("bad" + ext)
+    variants = [raw[:i] + bytes([raw[i] ^ 0x5A]) + raw[i + 1:] for i in range(len(raw))]
+    variants += [raw[:n] for n in range(0, len(raw), 7)]
+    refused = 0
+    for data in variants:
+        bad.write_bytes(data)
+        try:
+            fusedrnn.load(bad)
+        except (ValueError, TypeError) as exc:
+            assert str(bad) in str(exc), exc
+            refused += 1
+    assert refused > len(variants) // 2

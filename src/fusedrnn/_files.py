@@ -78,14 +78,24 @@ def config_document(model):
                        "class": cls.__name__, "config": config}, sort_keys=True)
 
 
+def _safetensors():
+    """The safetensors package (an optional extra), with a hint when it is missing."""
+    try:
+        import safetensors
+        import safetensors.numpy
+    except ImportError as exc:
+        raise ImportError(".safetensors files need the safetensors package: pip install "
+                          "'fusedrnn[safetensors]' (or use a .npz path)") from exc
+    return safetensors
+
+
 def save(model, path):
     """Write `model`'s configuration and weights to `path` (.safetensors or .npz)."""
     path, ext = _format(path)
     doc = config_document(model)
     weights = model.state_dict()
     if ext == ".safetensors":
-        from safetensors.numpy import save_file
-        save_file(dict(weights), path, metadata={CONFIG_KEY: doc})
+        _safetensors().numpy.save_file(dict(weights), path, metadata={CONFIG_KEY: doc})
     else:
         config = np.frombuffer(doc.encode("utf-8"), dtype=np.uint8)
         with open(path, "wb") as f:           # a file object: numpy adds no extension
@@ -187,7 +197,7 @@ class _SafetensorsReader:
         self.path = path
 
     def __enter__(self):
-        from safetensors import SafetensorError, safe_open
+        st = _safetensors()
         size = os.stat(self.path).st_size
         with open(self.path, "rb") as f:
             head = f.read(8)
@@ -199,12 +209,12 @@ class _SafetensorsReader:
             raise ValueError(f"{self.path}: the header length {n} exceeds the file's size "
                              f"({size} bytes): truncated or not a safetensors file")
         try:
-            self.file = safe_open(self.path, framework="np")
+            self.file = st.safe_open(self.path, framework="np")
             self.file.__enter__()
             self.specs = {k: (self.file.get_slice(k).get_shape(), self.file.get_slice(k).get_dtype())
                           for k in self.file.keys()}
             self.meta = self.file.metadata() or {}
-        except SafetensorError as exc:
+        except st.SafetensorError as exc:
             raise ValueError(f"{self.path}: not a valid safetensors file: {exc}") from None
         return self
 
