@@ -108,7 +108,7 @@ def _predict_block(model, x, states, lengths):
     kw = {} if lengths is None else {"lengths": lengths}
     hx = None if states is None else (states if len(states) == 2 else states[0])
     with one_thread():
-        out, h = model(x if model.batch_first else x.transpose(1, 0, 2), hx, **kw)
+        out, h = model.forward(x if model.batch_first else x.transpose(1, 0, 2), hx, **kw)
     if not model.batch_first:
         out = out.transpose(1, 0, 2)
     return (out,) + (h if isinstance(h, tuple) else (h,))
