@@ -18,7 +18,7 @@ each on its half of the threads: they have the same phases, so the team barrier 
 """
 import numpy as np
 cimport numpy as cnp
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from cython.parallel cimport parallel
 
@@ -27,8 +27,8 @@ from rnn_types cimport Cell, Run, Grad, LSTM_CELL, GRU_CELL, GRU_ORIG_CELL
 from fr_threads cimport fr_omp_max_threads, fr_thread_num, fr_num_threads, fr_barrier
 from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64, fr_packed_work_size_f32,
                           fr_packed_work_size_f64, fr_gemm_packed_f32, fr_gemm_packed_f64)
-from rnn_common cimport (pack_weights, pgemm_cols, pgemm_rows, unit_chunk, rows_gemm,
-                         grad_gemm, grad_hprev, colsum_chunk)
+from rnn_common cimport (pack_weights, pgemm_cols, pgemm_rows, pgemm_steps, unit_chunk,
+                         rows_gemm, grad_gemm, grad_hprev, colsum_chunk, zero_rows)
 from gate_passes cimport (lstm_fwd, lstm_bwd, gru_fwd, gru_rz, gru_n, gru_bwd, gru_bwd1,
                           gru_bwd2, add_rows)
 from rnn_math cimport fr_activations_f32, fr_activations_f64
@@ -59,6 +59,38 @@ cdef inline Py_ssize_t state_row(const Run *r, Py_ssize_t s) noexcept nogil:
     return (step_time(r, s) if r.keep else (s & 1)) * r.B
 
 
+cdef inline Py_ssize_t step_rows(const Run *r, Py_ssize_t t) noexcept nogil:
+    """The rows running at time index t: the first nact[t] (variable lengths), else all B."""
+    return r.nact[t] if r.nact != NULL else r.B
+
+
+cdef void pad_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
+                   floating *tag) noexcept nogil:
+    """Variable lengths, forward step s (time t), thread tid's columns: the padding rows of
+    out at t (rows nact[t] .. B, which no phase of the step writes) become zero, but for the
+    rows that start at the next step of a reverse pass (t - 1 is their last valid time index):
+    those get h0 (and, LSTM, c0 in step s's state slot), the h_{t-1} / c_{t-1} that the next
+    step (and backward) read there."""
+    cdef Py_ssize_t t = step_time(r, s), B = r.B, Bt, nxt, b, lo, hi, P = cl.P, H = cl.H
+    if r.nact == NULL:
+        return
+    Bt = r.nact[t]
+    nxt = r.nact[t - 1] if r.reverse and t > 0 else Bt
+    cdef floating *out = <floating *>r.out + t * B * r.ldo
+    unit_chunk(P, tid, nt, &lo, &hi)
+    if lo < hi:
+        for b in range(Bt, nxt):
+            memcpy(out + b * r.ldo + lo, <const floating *>r.h0 + b * P + lo,
+                   (hi - lo) * sizeof(floating))
+        zero_rows(lo, hi, nxt, B, out, r.ldo)
+    if cl.kind == LSTM_CELL and nxt > Bt:
+        unit_chunk(H, tid, nt, &lo, &hi)
+        for b in range(Bt, nxt):
+            if lo < hi:
+                memcpy(<floating *>r.state + (state_row(r, s) + b) * H + lo,
+                       <const floating *>r.c0 + b * H + lo, (hi - lo) * sizeof(floating))
+
+
 cdef inline const floating *h_prev(const Run *r, const floating *out, Py_ssize_t s,
                                    Py_ssize_t P, Py_ssize_t *ld) noexcept nogil:
     """h_{t-1} of step s: h0 (row stride P) at the first step, else the previous step's rows
@@ -84,7 +116,11 @@ cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt,
     cdef Py_ssize_t s, T = r.T, B = r.B, G = cl.G, I = cl.I_
     # input projection of the whole sequence: gates = x W_ih^T, one packed GEMM whose rows (few
     # rows: columns) are shared between the threads
-    if T * B <= SMALL_ROWS:
+    if r.nact != NULL:
+        pgemm_steps(tid, nt, T, B, r.nact, G, I, <const floating *>r.x, r.xrow, I,
+                    <const floating *>r.wp_ih, <floating *>r.gates, G,
+                    <floating *>r.work + tid * r.wsz)
+    elif T * B <= SMALL_ROWS:
         pgemm_cols(tid, nt, T * B, 0, G, I, <const floating *>r.x, I,
                    <const floating *>r.wp_ih, G, <floating>0, <floating *>r.gates, G,
                    <floating *>r.work + tid * r.wsz)
@@ -150,13 +186,17 @@ cdef void run_forward(const Cell **cells, const Run **runs, int n, int threads) 
 cdef void finish_forward(const Cell *cl, const Run *r) noexcept nogil:
     """Copy the final state: h_n from the last step's rows of out, c_n from its slot (LSTM)."""
     cdef Py_ssize_t b, isz = 8 if cl.dbl else 4
-    cdef Py_ssize_t t = step_time(r, r.T - 1)
+    cdef Py_ssize_t s = r.T - 1
     for b in range(r.B):
-        memcpy(<char *>r.h_n + b * cl.P * isz, <char *>r.out + (t * r.B + b) * r.ldo * isz,
-               cl.P * isz)
-    if cl.kind == LSTM_CELL:
-        memcpy(r.c_n, <char *>r.state + state_row(r, r.T - 1) * cl.H * isz,
-               r.B * cl.H * isz)
+        if r.nact != NULL and not r.reverse:
+            # row b's last step: the running rows only shrink, so its slots were kept since
+            while s > 0 and r.nact[s] <= b:
+                s -= 1
+        memcpy(<char *>r.h_n + b * cl.P * isz,
+               <char *>r.out + (step_time(r, s) * r.B + b) * r.ldo * isz, cl.P * isz)
+        if cl.kind == LSTM_CELL:
+            memcpy(<char *>r.c_n + b * cl.H * isz,
+                   <char *>r.state + (state_row(r, s) + b) * cl.H * isz, cl.H * isz)
 
 
 cdef void run_backward(const Cell *cl, const Run *r, const Grad *gr, int threads) noexcept nogil:
@@ -183,27 +223,28 @@ cdef void run_backward(const Cell *cl, const Run *r, const Grad *gr, int threads
 cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
                     floating *tag) noexcept nogil:
     """gates_t += h_{t-1} W_hh^T; the fused pass (i, f, g, o, c_t, h_t or the projection input
-    o tanh(c_t)); with a projection h_t = (o tanh(c_t)) W_hr^T."""
-    cdef Py_ssize_t B = r.B, H = cl.H, P = cl.P, G = cl.G, lo, hi, ldhp, ldh
+    o tanh(c_t)); with a projection h_t = (o tanh(c_t)) W_hr^T.  Only the Bt running rows."""
+    cdef Py_ssize_t H = cl.H, P = cl.P, G = cl.G, lo, hi, ldhp, ldh
     cdef floating *out = <floating *>r.out
     cdef floating *state = <floating *>r.state
     cdef floating *work = <floating *>r.work + tid * r.wsz
-    cdef Py_ssize_t t = step_time(r, s)
+    cdef Py_ssize_t t = step_time(r, s), B = r.B, Bt = step_rows(r, t)
     cdef floating *g_t = <floating *>r.gates + t * B * G
     cdef floating *h_t = out + t * B * r.ldo
     cdef const floating *hp = h_prev(r, out, s, P, &ldhp)
     cdef floating *hdst = <floating *>r.aux if cl.wp_hr != NULL else h_t
     ldh = H if cl.wp_hr != NULL else r.ldo
-    pgemm_cols(tid, nt, B, 0, G, P, hp, ldhp, <const floating *>cl.wp_hh, G, <floating>1, g_t,
-               G, work)
+    pgemm_cols(tid, nt, Bt, 0, G, P, hp, ldhp, <const floating *>cl.wp_hh, G, <floating>1,
+               g_t, G, work)
     fr_barrier()
     unit_chunk(H, tid, nt, &lo, &hi)
     if lo < hi:
-        lstm_fwd(B, H, lo, hi, g_t, G, <const floating *>cl.bias,
-                      state_prev(r, state, s, H), state + state_row(r, s) * H, hdst, ldh)
+        lstm_fwd(Bt, H, lo, hi, g_t, G, <const floating *>cl.bias,
+                 state_prev(r, state, s, H), state + state_row(r, s) * H, hdst, ldh)
+    pad_step(cl, r, s, tid, nt, tag)
     fr_barrier()
     if cl.wp_hr != NULL:
-        pgemm_cols(tid, nt, B, 0, P, H, <const floating *>r.aux, H,
+        pgemm_cols(tid, nt, Bt, 0, P, H, <const floating *>r.aux, H,
                    <const floating *>cl.wp_hr, P, <floating>0, h_t, r.ldo, work)
         fr_barrier()
 
@@ -212,10 +253,11 @@ cdef void lstm_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_
                          int nt, floating *tag) noexcept nogil:
     """One step of BPTT: dL/dh_t = dout_t + the recurrent part (in dh0); with a projection
     dL/d(o tanh c_t) = dL/dh_t W_hr; the fused pass (gates -> pre-activation gradients dG_t,
-    dc -> dL/dc_{t-1}); then the recurrent part of dL/dh_{t-1} = dG_t W_hh."""
-    cdef Py_ssize_t B = r.B, H = cl.H, P = cl.P, G = cl.G, lo, hi, ldhp, b
+    dc -> dL/dc_{t-1}); then the recurrent part of dL/dh_{t-1} = dG_t W_hh.  Only the Bt
+    running rows; the padding rows of what the tail sums over become zero."""
+    cdef Py_ssize_t H = cl.H, P = cl.P, G = cl.G, lo, hi, ldhp, b
     cdef floating *work = <floating *>r.work + tid * r.wsz
-    cdef Py_ssize_t t = step_time(r, s)
+    cdef Py_ssize_t t = step_time(r, s), B = r.B, Bt = step_rows(r, t)
     cdef floating *g_t = <floating *>r.gates + t * B * G
     cdef floating *state = <floating *>r.state
     cdef floating *dh = <floating *>gr.dh0
@@ -223,23 +265,28 @@ cdef void lstm_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_
     cdef bint proj = cl.wp_hr != NULL
     unit_chunk(P, tid, nt, &lo, &hi)
     if lo < hi:
-        add_rows(B, P, lo, hi, dh, <const floating *>gr.dout + t * B * gr.lddo, gr.lddo)
+        add_rows(Bt, P, lo, hi, dh, <const floating *>gr.dout + t * B * gr.lddo, gr.lddo)
         if proj:
-            for b in range(B):
+            for b in range(Bt):
                 memcpy(dhtot + (t * B + b) * P + lo, dh + b * P + lo,
                        (hi - lo) * sizeof(floating))
+            zero_rows(lo, hi, t * B + Bt, t * B + B, dhtot, P)
     fr_barrier()
     if proj:
-        pgemm_cols(tid, nt, B, 0, H, P, dh, P, <const floating *>cl.wt_hr, H, <floating>0,
+        pgemm_cols(tid, nt, Bt, 0, H, P, dh, P, <const floating *>cl.wt_hr, H, <floating>0,
                    <floating *>gr.dr, H, work)
         fr_barrier()
     unit_chunk(H, tid, nt, &lo, &hi)
     if lo < hi:
-        lstm_bwd(B, H, lo, hi, g_t, state + t * B * H, state_prev(r, state, s, H),
-                      <floating *>gr.dr if proj else dh, <floating *>gr.dc0,
-                      <floating *>gr.r_all + (t * B * H if proj else 0))
+        lstm_bwd(Bt, H, lo, hi, g_t, state + t * B * H, state_prev(r, state, s, H),
+                 <floating *>gr.dr if proj else dh, <floating *>gr.dc0,
+                 <floating *>gr.r_all + (t * B * H if proj else 0))
+        if proj:
+            zero_rows(lo, hi, t * B + Bt, t * B + B, <floating *>gr.r_all, H)
+    unit_chunk(G, tid, nt, &lo, &hi)
+    zero_rows(lo, hi, Bt, B, g_t, G)
     fr_barrier()
-    pgemm_cols(tid, nt, B, 0, P, G, g_t, G, <const floating *>cl.wt_hh, P, <floating>0, dh, P,
+    pgemm_cols(tid, nt, Bt, 0, P, G, g_t, G, <const floating *>cl.wt_hh, P, <floating>0, dh, P,
                work)
     fr_barrier()
 
@@ -261,11 +308,11 @@ cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
                    floating *tag) noexcept nogil:
     """GRU_CELL: hg = h_{t-1} W_hh^T, then one fused pass (r, z, n, h_t; keeps W_hn h + b_hn).
     GRU_ORIG: [r | z] += h_{t-1} [W_hr | W_hz]^T; r, z and rh = r h_{t-1};
-    n += rh W_hn^T; n and h_t."""
-    cdef Py_ssize_t B = r.B, H = cl.H, G = cl.G, lo, hi, ldhp
+    n += rh W_hn^T; n and h_t.  Only the Bt running rows."""
+    cdef Py_ssize_t H = cl.H, G = cl.G, lo, hi, ldhp
     cdef floating *out = <floating *>r.out
     cdef floating *work = <floating *>r.work + tid * r.wsz
-    cdef Py_ssize_t t = step_time(r, s)
+    cdef Py_ssize_t t = step_time(r, s), B = r.B, Bt = step_rows(r, t)
     cdef floating *g_t = <floating *>r.gates + t * B * G
     cdef floating *h_t = out + t * B * r.ldo
     cdef const floating *hp = h_prev(r, out, s, H, &ldhp)
@@ -273,24 +320,26 @@ cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
     cdef const floating *bias = <const floating *>cl.bias
     cdef floating *aux = <floating *>r.aux
     if cl.kind == GRU_CELL:
-        pgemm_cols(tid, nt, B, 0, G, H, hp, ldhp, wp, G, <floating>0, aux, G, work)
+        pgemm_cols(tid, nt, Bt, 0, G, H, hp, ldhp, wp, G, <floating>0, aux, G, work)
         fr_barrier()
         unit_chunk(H, tid, nt, &lo, &hi)
         if lo < hi:
-            gru_fwd(B, H, lo, hi, g_t, bias, aux, <const floating *>cl.b_hn, hp, ldhp, h_t,
+            gru_fwd(Bt, H, lo, hi, g_t, bias, aux, <const floating *>cl.b_hn, hp, ldhp, h_t,
                     r.ldo, <floating *>r.state + state_row(r, s) * H)
+        pad_step(cl, r, s, tid, nt, tag)
         fr_barrier()
         return
-    pgemm_cols(tid, nt, B, 0, 2 * H, H, hp, ldhp, wp, G, <floating>1, g_t, G, work)
+    pgemm_cols(tid, nt, Bt, 0, 2 * H, H, hp, ldhp, wp, G, <floating>1, g_t, G, work)
     fr_barrier()
     unit_chunk(H, tid, nt, &lo, &hi)
     if lo < hi:
-        gru_rz(B, H, lo, hi, g_t, bias, hp, ldhp, aux)
+        gru_rz(Bt, H, lo, hi, g_t, bias, hp, ldhp, aux)
     fr_barrier()
-    pgemm_cols(tid, nt, B, 2 * H, H, H, aux, H, wp, G, <floating>1, g_t, G, work)
+    pgemm_cols(tid, nt, Bt, 2 * H, H, H, aux, H, wp, G, <floating>1, g_t, G, work)
     fr_barrier()
     if lo < hi:
-        gru_n(B, H, lo, hi, g_t, bias, hp, ldhp, h_t, r.ldo)
+        gru_n(Bt, H, lo, hi, g_t, bias, hp, ldhp, h_t, r.ldo)
+    pad_step(cl, r, s, tid, nt, tag)
     fr_barrier()
 
 
@@ -298,37 +347,43 @@ cdef void gru_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_t
                         int nt, floating *tag) noexcept nogil:
     """One step of BPTT.  GRU_CELL: dL/dh_t = dout_t + dh; the fused pass (dG_t, dgh, the
     direct part z dh of dL/dh_{t-1}); dh += dgh W_hh.  GRU_ORIG: pass 1 (dz, dn, z dh);
-    drh = dn W_hn; pass 2 (dr, dh += r drh, rh); dh += [dr | dz] [W_hr | W_hz]."""
-    cdef Py_ssize_t B = r.B, H = cl.H, G = cl.G, lo, hi, ldhp
+    drh = dn W_hn; pass 2 (dr, dh += r drh, rh); dh += [dr | dz] [W_hr | W_hz].  Only the Bt
+    running rows; the padding rows of what the tail sums over become zero."""
+    cdef Py_ssize_t H = cl.H, G = cl.G, lo, hi, ldhp
     cdef floating *out = <floating *>r.out
     cdef floating *work = <floating *>r.work + tid * r.wsz
-    cdef Py_ssize_t t = step_time(r, s)
+    cdef Py_ssize_t t = step_time(r, s), B = r.B, Bt = step_rows(r, t)
     cdef floating *g_t = <floating *>r.gates + t * B * G
     cdef const floating *hp = h_prev(r, out, s, H, &ldhp)
     cdef floating *dh = <floating *>gr.dh0
     cdef floating *drh = <floating *>gr.drh
     unit_chunk(H, tid, nt, &lo, &hi)
     if lo < hi:
-        add_rows(B, H, lo, hi, dh, <const floating *>gr.dout + t * B * gr.lddo, gr.lddo)
+        add_rows(Bt, H, lo, hi, dh, <const floating *>gr.dout + t * B * gr.lddo, gr.lddo)
         if cl.kind == GRU_CELL:
-            gru_bwd(B, H, lo, hi, g_t, <floating *>r.state + t * B * H, hp, ldhp, dh,
+            gru_bwd(Bt, H, lo, hi, g_t, <floating *>r.state + t * B * H, hp, ldhp, dh,
                     <floating *>gr.dgh)
+            zero_rows(lo, hi, t * B + Bt, t * B + B, <floating *>r.state, H)
         else:
-            gru_bwd1(B, H, lo, hi, g_t, hp, ldhp, dh)
+            gru_bwd1(Bt, H, lo, hi, g_t, hp, ldhp, dh)
+    cdef Py_ssize_t glo, ghi
+    unit_chunk(G, tid, nt, &glo, &ghi)
+    zero_rows(glo, ghi, Bt, B, g_t, G)
     fr_barrier()
     if cl.kind == GRU_CELL:
-        pgemm_cols(tid, nt, B, 0, H, G, <const floating *>gr.dgh, G,
+        pgemm_cols(tid, nt, Bt, 0, H, G, <const floating *>gr.dgh, G,
                    <const floating *>cl.wt_hh, H, <floating>1, dh, H, work)
         fr_barrier()
         return
-    pgemm_cols(tid, nt, B, 0, H, H, g_t + 2 * H, G, <const floating *>cl.wt_n, H, <floating>0,
-               drh, H, work)
+    pgemm_cols(tid, nt, Bt, 0, H, H, g_t + 2 * H, G, <const floating *>cl.wt_n, H,
+               <floating>0, drh, H, work)
     fr_barrier()
     if lo < hi:
-        gru_bwd2(B, H, lo, hi, g_t, hp, ldhp, drh, dh, <floating *>gr.rh_all + t * B * H)
+        gru_bwd2(Bt, H, lo, hi, g_t, hp, ldhp, drh, dh, <floating *>gr.rh_all + t * B * H)
+        zero_rows(lo, hi, t * B + Bt, t * B + B, <floating *>gr.rh_all, H)
     fr_barrier()
-    pgemm_cols(tid, nt, B, 0, H, 2 * H, g_t, G, <const floating *>cl.wt_hh, H, <floating>1, dh,
-               H, work)
+    pgemm_cols(tid, nt, Bt, 0, H, 2 * H, g_t, G, <const floating *>cl.wt_hh, H, <floating>1,
+               dh, H, work)
     fr_barrier()
 
 
@@ -373,6 +428,14 @@ cdef inline void *buf(object a, str name, Py_ssize_t rows, Py_ssize_t cols, int 
     elif arr.ndim != 2 or arr.shape[0] != rows or arr.shape[1] != cols:
         raise ValueError(f"{name} must have shape ({rows}, {cols}), got {a.shape}")
     return cnp.PyArray_DATA(arr)
+
+
+cdef inline void *index_buf(object a, str name, Py_ssize_t n) except? NULL:
+    """The data of `a` after checking it is a C-contiguous (n,) array of Py_ssize_t."""
+    if (not isinstance(a, np.ndarray) or a.dtype != np.intp or a.ndim != 1 or a.shape[0] != n
+            or not a.flags.c_contiguous):
+        raise ValueError(f"{name} must be a C-contiguous ({n},) {np.dtype(np.intp)} array")
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 cdef class Buffers:
@@ -534,11 +597,12 @@ cdef class Kernel:
         return b
 
     cdef int _run(self, Run *r, Buffers b, x, out, Py_ssize_t col, init, final,
-                  bint reverse) except -1:
+                  bint reverse, nact, xrow) except -1:
         """Fill r for a pass over x (T*B, I) with buffers b, checking every array (shape,
-        dtype, layout).  final None: a backward's tape (no final state, aux or work)."""
+        dtype, layout, and the variable-length step counts nact and gather rows xrow).  final
+        None: a backward's tape (no final state, aux or work)."""
         cdef Cell *c = &self.cell
-        cdef Py_ssize_t T = b.T, B = b.B, H = c.H, P = c.P, tn = self.typenum
+        cdef Py_ssize_t T = b.T, B = b.B, H = c.H, P = c.P, tn = self.typenum, xrows = T * B
         cdef bint lstm = c.kind == LSTM_CELL
         if b.backward:
             raise ValueError("buffers must be forward buffers (Kernel.buffers(backward=False))")
@@ -546,7 +610,20 @@ cdef class Kernel:
             raise ValueError(f"out must be 2-D with col in [0, out.shape[1] - {P}], got "
                              f"shape {out.shape}, col {col}")
         r.T, r.B, r.reverse, r.keep = T, B, reverse, b.keep
-        r.x = buf(x, "x", T * B, c.I_, tn, False)
+        r.nact = r.xrow = NULL
+        if nact is not None:
+            r.nact = <const Py_ssize_t *>index_buf(nact, "nact", T)
+            if T > 0 and (nact[0] != B or nact[T - 1] < 1 or (T > 1 and (
+                    np.diff(nact) > 0).any())):
+                raise ValueError(f"nact must be non-increasing from {B} (B) to >= 1")
+        if xrow is not None:
+            if nact is None:
+                raise ValueError("xrow needs nact")
+            r.xrow = <const Py_ssize_t *>index_buf(xrow, "xrow", T * B)
+            xrows = x.shape[0] if isinstance(x, np.ndarray) and x.ndim == 2 else 0
+            if T * B > 0 and (xrow.min() < 0 or xrow.max() >= xrows):
+                raise ValueError(f"xrow must index the {xrows} rows of x")
+        r.x = buf(x, "x", xrows, c.I_, tn, False)
         r.ldo = out.shape[1]
         r.out = <char *>buf(out, "out", T * B, r.ldo, tn, final is not None) + col * (
             8 if c.dbl else 4)
@@ -578,25 +655,29 @@ cdef class Kernel:
 
     def forward(self, Buffers b, x, out, Py_ssize_t col, init, final, bint reverse,
                 int threads, Kernel other=None, Buffers other_b=None, Py_ssize_t other_col=0,
-                other_init=None, other_final=None):
+                other_init=None, other_final=None, nact=None, xrow=None):
         """Run the cell over x (T*B, I), writing h_t to out[:, col:col+P], the final state to
         final ((h_n,) or (h_n, c_n)), from init ((h0,) or (h0, c0)); b: this pass's buffers
         (b.gates / b.state are the tape when b.keep).  `other` (+ its buffers, column, states):
-        the reverse direction of the same layer, run at the same time on half the threads."""
+        the reverse direction of the same layer, run at the same time on half the threads.
+        Variable lengths (Run.nact): the batch sorted by length, longest first, nact (T,) intp
+        the running rows per time index; out's padding rows are zero but, in a reverse pass,
+        at the time index after a row's last one (h0 there; see pad_step).  xrow (T*B,) intp:
+        row q of the pass reads x[xrow[q]] (x then has any number of rows)."""
         cdef Run runs[2]
         cdef const Run *rp[2]
         cdef const Cell *cp[2]
         cdef int n = 1
         if b.threads < threads:
             raise ValueError(f"buffers were made for {b.threads} threads, not {threads}")
-        self._run(&runs[0], b, x, out, col, init, final, reverse)
+        self._run(&runs[0], b, x, out, col, init, final, reverse, nact, xrow)
         cp[0], rp[0] = &self.cell, &runs[0]
         if other is not None:
             if (other.kind != self.kind or other.sizes != self.sizes or other_b.T != b.T
                     or other_b.B != b.B or other_b.threads < threads):
                 raise ValueError("the two directions must have the same cell, sizes and T, B")
             other._run(&runs[1], other_b, x, out, other_col, other_init, other_final,
-                       not reverse)
+                       not reverse, nact, xrow)
             cp[1], rp[1] = &other.cell, &runs[1]
             n = 2
         if b.T == 0 or b.B == 0:
@@ -605,11 +686,13 @@ cdef class Kernel:
             run_forward(cp, rp, n, threads)
 
     def backward(self, Buffers tape, Buffers b, x, out, Py_ssize_t col, init, dout,
-                 dfinal, dx, bint accumulate, dinit, grads, bint reverse, int threads):
+                 dfinal, dx, bint accumulate, dinit, grads, bint reverse, int threads,
+                 nact=None):
         """Backpropagation through the pass that wrote `tape` (a keep=True forward's buffers,
         overwritten with gradients) from dout[:, col:col+P] and dfinal ((dh_n,) or
         (dh_n, dc_n)).  Writes dx (added to when accumulate), dinit ((dh0,) or (dh0, dc0)) and
-        grads (dW_ih, dW_hh, dW_hr or None, db_ih, db_hh)."""
+        grads (dW_ih, dW_hh, dW_hr or None, db_ih, db_hh).  nact: the forward's (variable
+        lengths; x and out then hold finite values, e.g. zeros, in padding rows)."""
         cdef Cell *c = &self.cell
         cdef Run r
         cdef Grad g
@@ -620,7 +703,7 @@ cdef class Kernel:
             raise ValueError("tape must be the buffers of a forward pass with keep=True")
         if not b.backward or b.T != T or b.B != B or b.threads < threads:
             raise ValueError(f"b must be backward buffers for T={T}, B={B}, {threads} threads")
-        self._run(&r, tape, x, out, col, init, None, reverse)
+        self._run(&r, tape, x, out, col, init, None, reverse, nact, None)
         self._pack_transposes()
         if dout.ndim != 2 or not 0 <= col <= dout.shape[1] - P:
             raise ValueError(f"dout must be 2-D with col in [0, dout.shape[1] - {P}], got "
@@ -655,6 +738,48 @@ cdef class Kernel:
             return
         with nogil:
             run_backward(c, &r, &g, threads)
+
+
+# ================================================================ variable lengths
+def permute_steps(src, dst, nact, order, bint to_caller):
+    """Move the rows of a variable-length pass between the caller's batch order and the
+    length-sorted one (Run.nact), zeros at padded steps.  Rows are (t, b), index t * B + b;
+    order (B,) intp: sorted row b is the caller's row order[b].  to_caller: dst[t, order[b]] =
+    src[t, b] (dst may have more steps than src: all zero); else dst[t, b] = src[t, order[b]]
+    (src may have more steps than dst)."""
+    cdef Py_ssize_t B = order.shape[0], T = nact.shape[0], t, b, row, n, rows_s, rows_d
+    if (not isinstance(src, np.ndarray) or not isinstance(dst, np.ndarray) or src.ndim != 2
+            or dst.ndim != 2 or src.dtype != dst.dtype or src.shape[1] != dst.shape[1]
+            or not src.flags.c_contiguous or not dst.flags.c_contiguous
+            or not dst.flags.writeable):
+        raise ValueError("src and dst must be C-contiguous 2-D arrays of one dtype and width")
+    rows_s, rows_d = src.shape[0], dst.shape[0]
+    cdef Py_ssize_t Ts = rows_s // B if B else 0, Td = rows_d // B if B else 0
+    if B == 0 or rows_s % B or rows_d % B or (Td if to_caller else Ts) < T or (
+            Ts if to_caller else Td) != T:
+        raise ValueError(f"src and dst must hold whole steps of {B} rows, the sorted one "
+                         f"{T} steps")
+    cdef const Py_ssize_t *na = <const Py_ssize_t *>index_buf(nact, "nact", T)
+    cdef const Py_ssize_t *od = <const Py_ssize_t *>index_buf(order, "order", B)
+    if (order < 0).any() or (order >= B).any() or (nact < 0).any() or (nact > B).any():
+        raise ValueError("order must index the batch and nact be in [0, B]")
+    cdef Py_ssize_t width = src.shape[1] * src.dtype.itemsize
+    cdef char *sp = <char *>cnp.PyArray_DATA(<cnp.ndarray>src)
+    cdef char *dp = <char *>cnp.PyArray_DATA(<cnp.ndarray>dst)
+    with nogil:
+        for t in range(Td):
+            n = na[t] if t < T else 0
+            for b in range(B):
+                row = t * B + od[b]
+                if to_caller:
+                    if b < n:
+                        memcpy(dp + row * width, sp + (t * B + b) * width, width)
+                    else:
+                        memset(dp + row * width, 0, width)
+                elif b < n:
+                    memcpy(dp + (t * B + b) * width, sp + row * width, width)
+                else:
+                    memset(dp + (t * B + b) * width, 0, width)
 
 
 # ================================================================ module-level switches

@@ -341,13 +341,17 @@ static void frp_select_##SFX(ptrdiff_t M, frp_blk_##SFX *blk, int *mrmax, int *w
     default: *blk = frp_blk_scalar_##SFX; *mrmax = 8; break;                                       \
     }                                                                                              \
 }                                                                                                  \
-/* Ap[k mr + i] = A[i, k], i < mr, k < kc */                                                       \
+/* Ap[k mr + i] = A(i0 + i, k0 + k), i < mr, k < kc, where row r of A is at A + r lda, or at   \
+ * A + arow[r] lda when arow is given (a gather: rows picked from a larger matrix, no copy) */     \
 static void frp_pack_a_##SFX(int mr, ptrdiff_t kc, const real *FRP_RESTRICT A, ptrdiff_t lda,      \
+                             const ptrdiff_t *arow, ptrdiff_t i0, ptrdiff_t k0,                    \
                              real *FRP_RESTRICT Ap)                                                \
 {                                                                                                  \
-    for (int i = 0; i < mr; i++)                                                                   \
+    for (int i = 0; i < mr; i++) {                                                                 \
+        const real *FRP_RESTRICT a = A + (arow ? arow[i0 + i] : i0 + i) * lda + k0;                \
         for (ptrdiff_t k = 0; k < kc; k++)                                                         \
-            Ap[k * mr + i] = A[i * lda + k];                                                       \
+            Ap[k * mr + i] = a[k];                                                                 \
+    }                                                                                              \
 }                                                                                                  \
 /* one row block x one k-block x one panel; columns [ja, jb) of the panel are written */           \
 static inline void frp_tile_##SFX(frp_blk_##SFX blk, int mr, ptrdiff_t kc, const real *Ap,         \
@@ -395,8 +399,8 @@ static void frp_gemm_chunk_##SFX(frp_blk_##SFX blk, int mrmax, int whole, ptrdif
 }                                                                                                  \
 /* no heap buffer: k-blocks, row blocks packed on the stack, panels */                             \
 static void frp_gemm_stack_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrdiff_t n0,          \
-        ptrdiff_t n1, ptrdiff_t K, const real *A, ptrdiff_t lda, const real *Wp, real beta,        \
-        real *C, ptrdiff_t ldc)                                                                    \
+        ptrdiff_t n1, ptrdiff_t K, const real *A, ptrdiff_t lda, const ptrdiff_t *arow,            \
+        const real *Wp, real beta, real *C, ptrdiff_t ldc)                                         \
 {                                                                                                  \
     real Ap[FRP_MR_MAX * KC];                                                                      \
     ptrdiff_t nb = (M + mrmax - 1) / mrmax, mb = M / nb, nbig = M % nb;                            \
@@ -406,7 +410,7 @@ static void frp_gemm_stack_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrd
         int acc = k0 > 0 || beta != 0;                                                             \
         for (ptrdiff_t b = 0, i0 = 0; b < nb; b++) {                                               \
             int mr = (int)(b < nbig ? mb + 1 : mb);                                                \
-            frp_pack_a_##SFX(mr, kc, A + i0 * lda + k0, lda, Ap);                                  \
+            frp_pack_a_##SFX(mr, kc, A, lda, arow, i0, k0, Ap);                                    \
             for (ptrdiff_t p = n0 / FR_PACKED_NR; p < pend; p++) {                                 \
                 ptrdiff_t j0 = p * FR_PACKED_NR;                                                   \
                 ptrdiff_t ja = n0 > j0 ? n0 - j0 : 0;                                              \
@@ -430,9 +434,10 @@ FRP_API ptrdiff_t fr_packed_work_size_##SFX(ptrdiff_t M, ptrdiff_t K)           
     mc = mc > M ? M : mc;                                                                          \
     return mc * (K > 0 ? K : 0);                                                                   \
 }                                                                                                  \
-FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,            \
-        const real *A, ptrdiff_t lda, const real *Wp, ptrdiff_t N, real beta, real *C,             \
-        ptrdiff_t ldc, real *work)                                                                 \
+/* fr_gemm_packed with row i of A at A + arow[i] lda (arow NULL: A + i lda) */                     \
+FRP_API void fr_gemm_packed_rows_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,       \
+        const real *A, const ptrdiff_t *arow, ptrdiff_t lda, const real *Wp, ptrdiff_t N,          \
+        real beta, real *C, ptrdiff_t ldc, real *work)                                             \
 {                                                                                                  \
     frp_blk_##SFX blk;                                                                             \
     int mrmax, whole;                                                                              \
@@ -448,7 +453,7 @@ FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdi
     }                                                                                              \
     frp_select_##SFX(M, &blk, &mrmax, &whole);                                                     \
     if (work == NULL || (M <= mrmax && !whole)) {                                                 \
-        frp_gemm_stack_##SFX(blk, mrmax, M, n0, n1, K, A, lda, Wp, beta, C, ldc);                  \
+        frp_gemm_stack_##SFX(blk, mrmax, M, n0, n1, K, A, lda, arow, Wp, beta, C, ldc);            \
         return;                                                                                    \
     }                                                                                              \
     ptrdiff_t mc = FRP_A_BYTES / ((ptrdiff_t)sizeof(real) * K);                                    \
@@ -459,12 +464,18 @@ FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdi
         ptrdiff_t nb = (Mc + mrmax - 1) / mrmax, mb = Mc / nb, nbig = Mc % nb;                     \
         for (ptrdiff_t b = 0, i0 = 0; b < nb; b++) {                                               \
             int mr = (int)(b < nbig ? mb + 1 : mb);                                                \
-            frp_pack_a_##SFX(mr, K, A + (m0 + i0) * lda, lda, work + i0 * K);                      \
+            frp_pack_a_##SFX(mr, K, A, lda, arow, m0 + i0, 0, work + i0 * K);                      \
             i0 += mr;                                                                              \
         }                                                                                          \
         frp_gemm_chunk_##SFX(blk, mrmax, whole, Mc, n0, n1, K, work, Wp, beta, C + m0 * ldc, ldc); \
         m0 += Mc;                                                                                  \
     }                                                                                              \
+}                                                                                                  \
+FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,            \
+        const real *A, ptrdiff_t lda, const real *Wp, ptrdiff_t N, real beta, real *C,             \
+        ptrdiff_t ldc, real *work)                                                                 \
+{                                                                                                  \
+    fr_gemm_packed_rows_##SFX(M, n0, n1, K, A, NULL, lda, Wp, N, beta, C, ldc, work);              \
 }
 
 FRP_DEFINE_DRIVER_HELPERS(f32, float)

@@ -18,3 +18,12 @@ cdef extern from "packed_gemm.h" nogil:
     void fr_gemm_packed_f64(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
                             const double *A, Py_ssize_t lda, const double *Wp, Py_ssize_t N,
                             double beta, double *C, Py_ssize_t ldc, double *work)
+    # row i of A at A + arow[i] * lda (arow NULL: A + i * lda): rows gathered, not copied
+    void fr_gemm_packed_rows_f32(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
+                                 const float *A, const Py_ssize_t *arow, Py_ssize_t lda,
+                                 const float *Wp, Py_ssize_t N, float beta, float *C,
+                                 Py_ssize_t ldc, float *work)
+    void fr_gemm_packed_rows_f64(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
+                                 const double *A, const Py_ssize_t *arow, Py_ssize_t lda,
+                                 const double *Wp, Py_ssize_t N, double beta, double *C,
+                                 Py_ssize_t ldc, double *work)

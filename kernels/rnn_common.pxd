@@ -37,7 +37,9 @@ cdef inline void colsum(Py_ssize_t R, Py_ssize_t N, const floating *A, Py_ssize_
 
 # ---------------------------------------------------------------- packed recurrent GEMM
 from packed_gemm cimport (fr_packed_nr, fr_pack_f32, fr_pack_f64, fr_pack_trans_f32,
-                          fr_pack_trans_f64, fr_gemm_packed_f32, fr_gemm_packed_f64)
+                          fr_pack_trans_f64, fr_gemm_packed_f32, fr_gemm_packed_f64,
+                          fr_gemm_packed_rows_f32, fr_gemm_packed_rows_f64)
+from libc.string cimport memset
 
 
 cdef inline void pack_weights(Py_ssize_t N, Py_ssize_t K, const floating *W, floating *Wp,
@@ -94,6 +96,62 @@ cdef inline void pgemm_rows(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_
     cdef Py_ssize_t lo = chunk_lo(M, 1, c, nc), hi = chunk_lo(M, 1, c + 1, nc)
     if lo < hi:
         pgemm(hi - lo, 0, N, K, A + lo * lda, lda, Wp, N, beta, C + lo * ldc, ldc, work)
+
+
+cdef inline void pgemm_steps(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t T, Py_ssize_t B,
+                             const Py_ssize_t *nact, Py_ssize_t N, Py_ssize_t K,
+                             const floating *A, const Py_ssize_t *arow, Py_ssize_t lda,
+                             const floating *Wp, floating *C, Py_ssize_t ldc,
+                             floating *work) noexcept nogil:
+    """Chunk c of nc of pgemm_rows C (T*B, N) = A W^T restricted to the running rows of every
+    step (rows t*B .. t*B + nact[t]; the others are not computed).  Row q of A is at
+    A + arow[q] * lda (a gather), or A + q * lda when arow is NULL.  Rows contiguous in C across
+    steps (a full step followed by the next) go into one product."""
+    cdef Py_ssize_t t, n, R = 0, v = 0, a, e, q, q0 = 0, m = 0
+    for t in range(T):
+        R += nact[t]
+    cdef Py_ssize_t lo = chunk_lo(R, 1, c, nc), hi = chunk_lo(R, 1, c + 1, nc)
+    for t in range(T):
+        if v >= hi:
+            break
+        n = nact[t]
+        a = lo if lo > v else v
+        e = hi if hi < v + n else v + n
+        if a < e:
+            q = t * B + a - v
+            if m > 0 and q == q0 + m:
+                m += e - a
+            else:
+                pgemm_gather(m, N, K, A, arow, q0, lda, Wp, C, ldc, work)
+                q0, m = q, e - a
+        v += n
+    pgemm_gather(m, N, K, A, arow, q0, lda, Wp, C, ldc, work)
+
+
+cdef inline void pgemm_gather(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
+                              const Py_ssize_t *arow, Py_ssize_t q0, Py_ssize_t lda,
+                              const floating *Wp, floating *C, Py_ssize_t ldc,
+                              floating *work) noexcept nogil:
+    """Rows q0 .. q0+M of C = A W^T (pgemm_steps' row addressing)."""
+    if M <= 0:
+        return
+    if arow == NULL:
+        A = A + q0 * lda
+    else:
+        arow = arow + q0
+    if floating is float:
+        fr_gemm_packed_rows_f32(M, 0, N, K, A, arow, lda, Wp, N, 0, C + q0 * ldc, ldc, work)
+    else:
+        fr_gemm_packed_rows_f64(M, 0, N, K, A, arow, lda, Wp, N, 0, C + q0 * ldc, ldc, work)
+
+
+cdef inline void zero_rows(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t r0, Py_ssize_t r1,
+                           floating *A, Py_ssize_t lda) noexcept nogil:
+    """A[r0:r1, lo:hi] = 0 (padding rows of a step, a thread's columns)."""
+    cdef Py_ssize_t r
+    if lo < hi:
+        for r in range(r0, r1):
+            memset(A + r * lda + lo, 0, (hi - lo) * sizeof(floating))
 
 
 cdef inline Py_ssize_t chunk_lo(Py_ssize_t n, Py_ssize_t align, Py_ssize_t c,

@@ -44,6 +44,11 @@ cdef struct Run:
     void *work           # per-thread packed-GEMM workspaces, wsz elements each
     Py_ssize_t wsz
     const void *wp_ih    # packed W_ih (G, I) for the input projection (forward)
+    # variable lengths (NULL: every sequence runs all T steps).  The batch is sorted by length,
+    # longest first, so the rows still running at time index t are the first nact[t] (nact: T
+    # entries, non-increasing, nact[0] == B); padding rows get no arithmetic.
+    const Py_ssize_t *nact
+    const Py_ssize_t *xrow   # NULL, or (T*B): row q of the pass reads row xrow[q] of x (gather)
 
 
 cdef struct Grad:

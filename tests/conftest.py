@@ -194,12 +194,12 @@ def layer_data(rng, kind, cfg, T, B, *, layout="seq_first", hx=False, dtype=np.f
     return x, h
 
 
-def ref_layer(kind, params, x, hx, cfg, reset_after=True):
+def ref_layer(kind, params, x, hx, cfg, reset_after=True, lengths=None):
     """reference.rnn with the configuration taken from constructor kwargs."""
     params = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in params.items()}
     return reference.rnn(kind, params, x, hx, num_layers=cfg["num_layers"],
                          bidirectional=cfg["bidirectional"], batch_first=cfg["batch_first"],
-                         reset_after=reset_after)
+                         reset_after=reset_after, lengths=lengths)
 
 
 # --------------------------------------------------------------------------------------------

@@ -53,10 +53,13 @@ def gru_step(x, h, w_ih, w_hh, b_ih=None, b_hh=None, reset_after=True):
 
 
 def rnn(kind, params, x, hx=None, *, num_layers=1, bidirectional=False, batch_first=False,
-        reset_after=True):
+        reset_after=True, lengths=None):
     """Full layer stack, same call convention as fusedrnn.LSTM / fusedrnn.GRU.
 
     kind: "lstm" or "gru". Returns (out, (h_n, c_n)) for LSTM, (out, h_n) for GRU.
+    lengths (one per sequence): each sequence b is run alone over its first lengths[b] steps
+    (the reverse direction from its own last step); its outputs past that are zero and its
+    h_n / c_n are its states after its own last step.
     """
     kind = kind.lower()
     p = {k: _f64(v) for k, v in params.items()}
@@ -73,6 +76,7 @@ def rnn(kind, params, x, hx=None, *, num_layers=1, bidirectional=False, batch_fi
     elif batch_first:
         x = x.transpose(1, 0, 2)
     T, B = x.shape[:2]
+    lengths = [T] * B if lengths is None else [int(n) for n in np.asarray(lengths).reshape(-1)]
 
     if kind == "lstm":
         h0, c0 = (None, None) if hx is None else (_f64(hx[0]), _f64(hx[1]))
@@ -95,19 +99,24 @@ def rnn(kind, params, x, hx=None, *, num_layers=1, bidirectional=False, batch_fi
             w_ih, w_hh = p["weight_ih" + sfx], p["weight_hh" + sfx]
             b_ih = p["bias_ih" + sfx] if bias else None
             b_hh = p["bias_hh" + sfx] if bias else None
-            h, c = h0[layer * D + d], c0[layer * D + d]
-            out = np.empty((T, B, H_out))
-            steps = range(T - 1, -1, -1) if d else range(T)
-            for t in steps:
-                if kind == "lstm":
-                    h, c = lstm_step(layer_in[t], h, c, w_ih, w_hh, b_ih, b_hh,
-                                     p.get("weight_hr" + sfx))
-                else:
-                    h = gru_step(layer_in[t], h, w_ih, w_hh, b_ih, b_hh, reset_after)
-                out[t] = h
+            out = np.zeros((T, B, H_out))
+            hs, cs = [], []
+            for b in range(B):          # one sequence at a time, over its own steps
+                h, c = h0[layer * D + d, b:b + 1], c0[layer * D + d, b:b + 1]
+                n = lengths[b]
+                for t in (range(n - 1, -1, -1) if d else range(n)):
+                    xt = layer_in[t, b:b + 1]
+                    if kind == "lstm":
+                        h, c = lstm_step(xt, h, c, w_ih, w_hh, b_ih, b_hh,
+                                         p.get("weight_hr" + sfx))
+                    else:
+                        h = gru_step(xt, h, w_ih, w_hh, b_ih, b_hh, reset_after)
+                    out[t, b] = h[0]
+                hs.append(h[0])
+                cs.append(c[0])
             outs.append(out)
-            h_n.append(h)
-            c_n.append(c)
+            h_n.append(np.stack(hs) if B else np.zeros((0, H_out)))
+            c_n.append(np.stack(cs) if B else np.zeros((0, H)))
         layer_in = np.concatenate(outs, axis=2)
 
     out, h_n, c_n = layer_in, np.stack(h_n), np.stack(c_n)

@@ -94,8 +94,47 @@ def other_models_tape(m, ctx):
     m.backward(tape, *good_cotangents(ctx.name, outputs))
 
 
+def from_onnx(op="LSTM", **kw):
+    """from_onnx on a one-node model of tests/_onnx_models.py (LSTM I=3, H=4 unless told)."""
+    def run(m, ctx):
+        from _onnx_models import node_model
+        fusedrnn.from_onnx(node_model(op, **kw)[0])
+    return run
+
+
+def onnx_graph_without_rnn(m, ctx):
+    from onnx import TensorProto, helper
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph([helper.make_node("Relu", ["X"], ["Y"])], "g",
+                              [vi("X", TensorProto.FLOAT, [2])], [vi("Y", TensorProto.FLOAT, [2])])
+    fusedrnn.from_onnx(helper.make_model(graph))
+
+
+def onnx_duplicate_names(m, ctx):
+    from _onnx_models import node_model
+    model, _ = node_model("GRU")
+    model.graph.node.append(model.graph.node[-1])        # a second GRU node named "rnn"
+    fusedrnn.from_onnx(model)
+
+
 def threads(n):
     return lambda m, ctx: fusedrnn.set_num_threads(n)
+
+
+def from_keras(make, build=True):
+    """fusedrnn.from_keras(make(keras.layers)), the layer built unless build=False; keras's
+    backend is torch unless the environment chose one (skipped only when keras is missing)."""
+    def run(m, ctx):
+        import importlib.util
+        if importlib.util.find_spec("keras") is None:
+            pytest.skip("keras is not installed")
+        os.environ.setdefault("KERAS_BACKEND", "torch")
+        import keras
+        layer = make(keras.layers)
+        if build:
+            layer.build((B, T, I))
+        fusedrnn.from_keras(layer)
+    return run
 
 
 OUT_SHAPE = (T, B, 2 * P)      # the "lstm" model's out
@@ -173,6 +212,10 @@ ROWS = [
     Row("ctor-dtype", None, TypeError, "dtype", ctor("GRU", dtype=np.float16)),
     Row("ctor-dtype-unknown", None, TypeError, "dtype", ctor("LSTMCell", dtype="banana")),
     Row("ctor-seed", None, TypeError, "seed", ctor("LSTM", seed="abc")),
+    Row("ctor-merge-mode", None, ValueError, "merge_mode",
+        ctor("LSTM", bidirectional=True, merge_mode="max")),
+    Row("ctor-merge-mode-unidirectional", None, ValueError, "merge_mode",
+        ctor("GRU", merge_mode="sum")),
     # ---- state dicts (load_state_dict) and parameter attributes
     Row("sd-not-mapping", "lstm", TypeError, "state_dict",
         lambda m, ctx: m.load_state_dict(list(m.state_dict().values()))),
@@ -213,15 +256,90 @@ ROWS = [
     Row("cell-d_h-shape", "lstmcell", ValueError, "d_h", backward(zeros(B, H + 1))),
     Row("cell-d_c-type", "lstmcell", TypeError, "d_c", backward(zeros(B, H), "0")),
     Row("cell-d_h-tuple", "grucell", TypeError, "d_h", backward((zeros(B, H),))),
+    # ---- Keras layers
+    Row("from-keras-type", None, TypeError, "layer", from_keras(lambda L: L.SimpleRNN(H))),
+    Row("from-keras-bidirectional-type", None, TypeError, "forward_layer",
+        from_keras(lambda L: L.Bidirectional(L.SimpleRNN(H)))),
+    Row("from-keras-unbuilt", None, ValueError, "built", from_keras(lambda L: L.GRU(H), False)),
+    Row("from-keras-activation", None, ValueError, r"\bactivation",
+        from_keras(lambda L: L.LSTM(H, activation="relu"))),
+    Row("from-keras-recurrent-activation", None, ValueError, "recurrent_activation",
+        from_keras(lambda L: L.GRU(H, recurrent_activation="hard_sigmoid"))),
+    Row("from-keras-stateful", None, ValueError, "stateful",
+        from_keras(lambda L: L.LSTM(H, stateful=True))),
+    Row("from-keras-dtype", None, ValueError, "dtype",
+        from_keras(lambda L: L.LSTM(H, dtype="mixed_float16"))),
+    Row("from-keras-unlike-directions", None, ValueError, "layer",
+        from_keras(lambda L: L.Bidirectional(L.LSTM(H), backward_layer=L.LSTM(
+            H + 1, go_backwards=True)))),
+    Row("go-backwards-model", None, TypeError, "model",
+        lambda m, ctx: fusedrnn.GoBackwards(fusedrnn.LSTMCell(I, H))),
     # ---- imports
     Row("from-torch-type", None, TypeError, "module", lambda m, ctx: fusedrnn.from_torch("lstm")),
     Row("from-torch-dtype", None, ValueError, "module",
         lambda m, ctx: fusedrnn.from_torch(__import__("torch").nn.GRU(3, 4).half())),
+    # ---- ONNX (from_onnx, to_onnx, Reversed)
+    Row("from-onnx-type", None, TypeError, "model", lambda m, ctx: fusedrnn.from_onnx(42)),
+    Row("from-onnx-no-rnn", None, ValueError, "LSTM or GRU", onnx_graph_without_rnn),
+    Row("from-onnx-duplicate-names", None, ValueError, "names", onnx_duplicate_names),
+    Row("from-onnx-unknown-attribute", None, ValueError, "foo", from_onnx(attrs={"foo": 1})),
+    Row("from-onnx-direction", None, ValueError, "direction",
+        from_onnx(attrs={"direction": "sideways"})),
+    Row("from-onnx-layout", None, ValueError, "layout", from_onnx(attrs={"layout": 2})),
+    Row("from-onnx-clip", None, ValueError, "clip", from_onnx(attrs={"clip": 3.0})),
+    Row("from-onnx-input-forget", None, ValueError, "input_forget",
+        from_onnx(attrs={"input_forget": 1})),
+    Row("from-onnx-activations", None, ValueError, "activations",
+        from_onnx(attrs={"activations": ["Sigmoid", "Relu", "Tanh"]})),
+    Row("from-onnx-activation-alpha", None, ValueError, "activation_alpha",
+        from_onnx(attrs={"activation_alpha": [0.5]})),
+    Row("from-onnx-linear-before-reset", None, ValueError, "linear_before_reset",
+        from_onnx("GRU", attrs={"linear_before_reset": 2})),
+    Row("from-onnx-weights-not-constant", None, ValueError, r"\bW\b",
+        from_onnx(weights="input")),
+    Row("from-onnx-dtype", None, ValueError, r"\bW\b", from_onnx(dtype=np.float16)),
+    Row("from-onnx-W-shape", None, ValueError, r"\bW\b",
+        from_onnx(direction="bidirectional", override={"W": zeros(1, 16, 3)})),
+    Row("from-onnx-hidden-size", None, ValueError, "hidden_size",
+        from_onnx(attrs={"hidden_size": 5})),
+    Row("from-onnx-B-shape", None, ValueError, r"\bB\b", from_onnx(override={"B": zeros(1, 5)})),
+    Row("from-onnx-peepholes", None, ValueError, r"\bP\b", from_onnx(P=np.ones((1, 12)))),
+    Row("from-onnx-initial-state-constant", None, ValueError, "initial_h",
+        from_onnx(initial="random")),
+    Row("from-onnx-sequence-lens-constant", None, ValueError, "sequence_lens",
+        from_onnx(seq_lens="constant")),
+    Row("to-onnx-proj-size", "lstm", ValueError, "proj_size", lambda m, ctx: m.to_onnx()),
+    Row("to-onnx-initial-states", "gru", TypeError, "initial_states",
+        lambda m, ctx: m.to_onnx(initial_states="yes")),
+    Row("reversed-type", None, TypeError, "model", lambda m, ctx: fusedrnn.Reversed("gru")),
+    Row("reversed-bidirectional", "gru", ValueError, "bidirectional",
+        lambda m, ctx: fusedrnn.Reversed(m)),
     # ---- streams
     Row("stream-bidirectional", "gru", ValueError, "bidirectional", lambda m, ctx: m.stream()),
     Row("stream-batch", "grucell", ValueError, "batch", lambda m, ctx: m.stream(batch=0)),
     Row("stream-chunk-batch", "lstmcell", ValueError, r"\bx\b",
         lambda m, ctx: m.stream(batch=2)(zeros(B, I))),
+    # ---- variable lengths
+    Row("lengths-count", "lstm", ValueError, "lengths", call(zeros(T, B, I), lengths=[T] * (B - 1))),
+    Row("lengths-ndim", "gru", ValueError, "lengths", call(zeros(T, B, I),
+                                                           lengths=np.full((B, 1), T))),
+    Row("lengths-zero", "gru", ValueError, "lengths", call(zeros(T, B, I),
+                                                           lengths=[T, 0] + [T] * (B - 2))),
+    Row("lengths-negative", "gru", ValueError, "lengths", call(zeros(T, B, I),
+                                                               lengths=[T, -1] + [T] * (B - 2))),
+    Row("lengths-too-long", "lstm", ValueError, "lengths", call(zeros(T, B, I),
+                                                               lengths=[T + 1] + [T] * (B - 1))),
+    Row("lengths-batch-first", "gru_bf", ValueError, "lengths",
+        call(zeros(B, T, I), lengths=[T] * (B - 1) + [T + 1])),
+    Row("lengths-float", "gru", TypeError, "lengths",
+        call(zeros(T, B, I), lengths=[6.0, 5.5] + [T] * (B - 2))),
+    Row("lengths-nan", "gru", TypeError, "lengths",
+        call(zeros(T, B, I), lengths=np.array([T, np.nan] + [T] * (B - 2)))),
+    Row("lengths-bool", "gru", TypeError, "lengths", call(zeros(T, B, I), lengths=True)),
+    Row("lengths-strings", "gru", TypeError, "lengths", call(zeros(T, B, I), lengths=["6"] * B)),
+    Row("lengths-unbatched", "gru", ValueError, "lengths", call(zeros(T, I), lengths=[T, T])),
+    Row("train-lengths", "lstm", ValueError, "lengths",
+        train(zeros(T, B, I), lengths=[T] * (B - 1) + [0])),
     # ---- weight files
     Row("save-extension", "lstm", ValueError, "path", lambda m, ctx: m.save("model.pt")),
     Row("save-path-type", "gru", TypeError, "path", lambda m, ctx: m.save(3)),

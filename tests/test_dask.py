@@ -32,6 +32,8 @@ MODELS = {
     "lstm-proj-bf": lambda dt: fusedrnn.LSTM(I, 6, proj_size=3, batch_first=True, dtype=dt,
                                              seed=1),
     "gru-bi": lambda dt: fusedrnn.GRU(I, 6, bidirectional=True, dtype=dt, seed=2),
+    "lstm-bi-sum": lambda dt: fusedrnn.LSTM(I, 6, bidirectional=True, merge_mode="sum",
+                                            dtype=dt, seed=4),
     "gru-orig-L2-bf": lambda dt: fusedrnn.GRU(I, 6, num_layers=2, reset_after=False,
                                               batch_first=True, dtype=dt, seed=3),
 }

@@ -24,8 +24,11 @@ safetensors_numpy = pytest.importorskip("safetensors.numpy")
 MODELS = {
     "lstm": lambda dt: fusedrnn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2,
                                      dropout=0.25, batch_first=True, dtype=dt, seed=1),
+    "lstm-bi-ave": lambda dt: fusedrnn.LSTM(3, 5, bidirectional=True, merge_mode="ave",
+                                            dtype=dt, seed=7),
     "lstm-nobias": lambda dt: fusedrnn.LSTM(3, 5, bias=False, dtype=dt, seed=2),
-    "gru": lambda dt: fusedrnn.GRU(3, 5, num_layers=3, bidirectional=True, dtype=dt, seed=3),
+    "gru": lambda dt: fusedrnn.GRU(3, 5, num_layers=3, bidirectional=True, merge_mode="mul",
+                                   dtype=dt, seed=3),
     "gru-orig-bf": lambda dt: fusedrnn.GRU(3, 5, reset_after=False, batch_first=True,
                                            bias=False, dtype=dt, seed=4),
     "lstmcell": lambda dt: fusedrnn.LSTMCell(3, 5, dtype=dt, seed=5),

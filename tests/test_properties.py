@@ -1,7 +1,7 @@
 """Property tests (hypothesis).
 
 Valid random configurations (both dtypes, batch 0 included: empty outputs, as docs/api.md
-promises) equal the NumPy reference; random shapes and dtypes are accepted exactly when the API's
+promises; padded batches with random lengths) equal the NumPy reference; random shapes and dtypes are accepted exactly when the API's
 rules say so, and otherwise raise ValueError / TypeError, never anything else (or a crash).
 """
 import numpy as np
@@ -44,7 +44,7 @@ def layer_cases(draw):
         reset_after=draw(st.booleans()),
         weight_scale=draw(st.sampled_from([None, 0.1, 1.0, 3.0])),
         input_scale=draw(st.sampled_from([1.0, 10.0])),
-        seed=draw(st.integers(0, 2**32 - 1)),
+        seed=draw(st.integers(0, 2**32 - 1)), lengths=draw(st.booleans()),
     )
 
 
@@ -65,9 +65,13 @@ def test_layer_matches_reference(case):
     B = 1 if case["layout"] == "unbatched" else case["B"]
     x, h = layer_data(rng, kind, cfg, case["T"], B, layout=case["layout"], hx=case["hx"])
     x = x * case["input_scale"]
+    lengths = None
+    if case["lengths"]:     # a padded batch (unbatched: one length)
+        lengths = rng.integers(1, case["T"] + 1, B)
+        lengths = int(lengths[0]) if case["layout"] == "unbatched" else lengths
     expected = ref_layer(kind, model.state_dict(), rounded(x, dtype), rounded(h, dtype), cfg,
-                         reset_after=case.get("reset_after", True))
-    got = model(x, h)
+                         reset_after=case.get("reset_after", True), lengths=lengths)
+    got = model(x, h, lengths=lengths)
     for a in (got[0],) + (got[1] if isinstance(got[1], tuple) else (got[1],)):
         assert a.dtype == np.dtype(dtype)
     assert_tree_close(got, expected, dtype)

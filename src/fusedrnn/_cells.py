@@ -14,6 +14,9 @@ class _CellMixin:
 
     _d_state_names = ("d_h", "d_c")
 
+    def __call__(self, input, hx=None):
+        return self.forward(input, hx)
+
     def _suffix(self, layer, direction):
         return ""
 

@@ -58,6 +58,17 @@ class Engine:
                                                    I=max(m.input_size, m.num_directions * m._P))
         return b
 
+    def _scratch(self, shape):
+        """This thread's scratch array of `shape` (kept between calls: fresh memory of this
+        size costs page faults)."""
+        key = (threading.get_ident(), "scratch")
+        a = self.buffers.get(key)
+        if a is None or a.shape != shape:
+            if len(self.buffers) > 32:          # entries of finished threads
+                self.buffers.clear()
+            a = self.buffers[key] = np.empty(shape, dtype=self.model.dtype)
+        return a
+
     def _step_work(self, B):
         """Multiply-adds of one step's recurrent product (B rows), which sizes the team."""
         m = self.model
@@ -72,22 +83,37 @@ class Engine:
             return min(get_num_threads(), 2 * threads), True
         return threads, False
 
-    def forward(self, x, init, finals, tape, rng):
+    def forward(self, x, init, finals, tape, rng, lengths=None):
         """All layers and directions over x (T, B, I); writes finals; returns the last
         layer's output (T*B, D*P).  With a tape (training) every pass keeps its buffers and
-        dropout is applied between layers."""
+        dropout is applied between layers.  lengths (a _lengths.Lengths): the passes run the
+        batch sorted by length (inference reads x through a gather, training keeps a sorted
+        copy on the tape) and the results come back in the caller's order."""
         m = self.model
         T, B, _ = x.shape
         D, P = m.num_directions, m._P
         threads, together = self._plan(B)
         inp = x.reshape(T * B, -1)
+        nact = xrow = None
+        if lengths is not None:
+            nact, T = lengths.nact, lengths.T_run
+            init = tuple(lengths.sort(s, 1) for s in init)
+            caller_finals, finals = finals, tuple(np.empty_like(f) for f in finals)
+            if tape is None:
+                xrow = lengths.xrow()
+            else:
+                inp = lengths.sorted_steps(inp)
+                tape.init, tape.lengths = init, lengths
         for layer in range(m.num_layers):
             mask = None
             if tape is not None and layer > 0 and m.dropout > 0:
                 keep = 1.0 - m.dropout
                 mask = (rng.random(inp.shape) < keep).astype(m.dtype) / m.dtype.type(keep)
                 inp = inp * mask
-            out = np.empty((T * B, D * P), dtype=m.dtype)
+            if lengths is not None and tape is None and layer == m.num_layers - 1:
+                out = self._scratch((T * B, D * P))     # copied to the caller's order below
+            else:
+                out = np.empty((T * B, D * P), dtype=m.dtype)
             ks = [self.kernel(layer, d) for d in range(D)]
             if tape is not None:
                 bufs = [k.buffers(T, B, threads, keep=True) for k in ks]
@@ -97,16 +123,22 @@ class Engine:
             fin = [tuple(f[layer * D + d] for f in finals) for d in range(D)]
             if together:
                 ks[0].forward(bufs[0], inp, out, 0, st[0], fin[0], False, threads,
-                              ks[1], bufs[1], P, st[1], fin[1])
+                              ks[1], bufs[1], P, st[1], fin[1], nact=nact, xrow=xrow)
             else:
                 for d in range(D):
-                    ks[d].forward(bufs[d], inp, out, d * P, st[d], fin[d], d == 1, threads)
+                    ks[d].forward(bufs[d], inp, out, d * P, st[d], fin[d], d == 1, threads,
+                                  nact=nact, xrow=xrow)
+            xrow = None
             if tape is not None:
                 for b in bufs:
                     b.aux = b.work = None        # scratch, not part of the tape
                 tape.layers.append(_LayerTape(inp, out, mask, list(zip(ks, bufs))))
             inp = out
-        return inp
+        if lengths is None:
+            return inp
+        for f, s in zip(caller_finals, finals):
+            f[...] = lengths.unsort(s, 1)
+        return lengths.caller_steps(inp)
 
     def backward(self, tape, dout, dfinal, dinit, grads):
         """BPTT through a tape, layers top to bottom; dout (T*B, D*P); writes dinit and grads;
@@ -115,6 +147,13 @@ class Engine:
         T, B = tape.T, tape.B
         D, P = m.num_directions, m._P
         threads = step_threads(self._step_work(B))
+        lengths = tape.lengths
+        nact = None
+        if lengths is not None:
+            nact, T = lengths.nact, lengths.T_run
+            dout = lengths.sorted_steps(dout)
+            dfinal = tuple(lengths.sort(f, 1) for f in dfinal)
+            caller_dinit, dinit = dinit, tuple(np.zeros_like(s) for s in dinit)
         scratch = np.empty(m._gates * m.hidden_size, dtype=m.dtype)   # db without a bias
         dinp = None
         with blas_single_thread(T * B * m._gates * m.hidden_size * max(m.input_size, D * P)):
@@ -130,11 +169,15 @@ class Engine:
                          grads.get("bias_hh" + s, scratch))
                     k.backward(tb, bb, lt.inp, lt.out, d * P, tuple(s0[kd] for s0 in tape.init),
                                dout, tuple(f[kd] for f in dfinal), dinp, d > 0,
-                               tuple(s0[kd] for s0 in dinit), g, d == 1, threads)
+                               tuple(s0[kd] for s0 in dinit), g, d == 1, threads, nact=nact)
                 if lt.mask is not None:
                     dinp *= lt.mask
                 dout = dinp
-        return dinp
+        if lengths is None:
+            return dinp
+        for c, s in zip(caller_dinit, dinit):
+            c[...] = lengths.unsort(s, 1)
+        return lengths.caller_steps(dinp)
 
 
 class _LayerTape:
@@ -153,6 +196,8 @@ class Tape:
     def __init__(self, model, T, B, batched, init):
         self.model, self.T, self.B, self.batched = model, T, B, batched
         self.init = init
+        self.lengths = None     # a _lengths.Lengths (init then in its sorted order)
+        self.out = None         # the last layer's output (T*B, D*P) in the caller's order
         self.layers = []
         self.used = False
 
@@ -163,7 +208,7 @@ class Tape:
         copy and its mask), its output, and per direction the activated gates and the kept
         states (c_t for LSTM, W_hn h_{t-1} + b_hn for GRU reset_after, nothing otherwise)."""
         arrays = {}
-        for a in self.init:
+        for a in self.init + ((self.out,) if self.out is not None else ()):
             arrays[id(a)] = a
         for lt in self.layers:
             for a in (lt.inp, lt.out, lt.mask):

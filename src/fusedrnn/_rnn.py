@@ -10,19 +10,22 @@ import numpy as np
 
 from . import _kernels
 from ._engine import Engine, Tape
+from ._lengths import Lengths
 from ._params import Parametrized, make_rng
 from ._stream import Stream
-from ._validate import (as_real_array, check_bool, check_dropout, check_dtype, check_shape,
-                        check_size)
+from ._validate import (as_real_array, check_bool, check_dropout, check_dtype, check_lengths,
+                        check_merge_mode, check_shape, check_size)
 
 
 class _RNNBase(Parametrized):
     """Shared by LSTM and GRU: arguments, parameters, input/state checks, output layout."""
 
     _gates = None   # 4 (LSTM) or 3 (GRU)
+    merge_mode = "concat"   # the default, also for models pickled before merge_mode existed
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32, seed=None):
+                 dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32, seed=None,
+                 merge_mode="concat"):
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
@@ -30,6 +33,7 @@ class _RNNBase(Parametrized):
         self.batch_first = check_bool("batch_first", batch_first)
         self.dropout = check_dropout(dropout)
         self.bidirectional = check_bool("bidirectional", bidirectional)
+        self.merge_mode = check_merge_mode(merge_mode, self.bidirectional)
         self.proj_size = check_size("proj_size", proj_size, minimum=0)
         if self.proj_size >= self.hidden_size:
             raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
@@ -49,6 +53,11 @@ class _RNNBase(Parametrized):
     def _P(self):
         """H_out: the size of h_t."""
         return self.proj_size if self.proj_size > 0 else self.hidden_size
+
+    @property
+    def _out_size(self):
+        """Features of out: D*P (concat), P when merge_mode combines the two directions."""
+        return self.num_directions * self._P if self.merge_mode == "concat" else self._P
 
     def _suffix(self, layer, direction):
         return f"_l{layer}" + ("_reverse" if direction == 1 else "")
@@ -128,18 +137,26 @@ class _RNNBase(Parametrized):
     def _format_state(state, batched):
         return state if batched else state[:, 0, :]
 
-    def __call__(self, input, hx=None):
-        return self.forward(input, hx)
+    def __call__(self, input, hx=None, lengths=None):
+        return self.forward(input, hx, lengths)
 
     # ------------------------------------------------------------------ running
-    def forward(self, input, hx=None):
+    def forward(self, input, hx=None, lengths=None):
         """Inference (PyTorch eval() + no_grad()): returns ``out, h_n`` (``h_n`` is
-        ``(h_n, c_n)`` for LSTM), shaped as torch.nn's."""
-        out, finals, _ = self._run(input, hx, train=False, rng=None)
+        ``(h_n, c_n)`` for LSTM), shaped as torch.nn's.
+
+        ``lengths`` (one integer in [1, seq_len] per sequence, any order; a list, numpy
+        array or torch tensor): a padded batch, run as PyTorch runs
+        ``pack_padded_sequence(x, lengths, enforce_sorted=False)``: ``out`` is zero past each
+        sequence's length, ``h_n`` holds each sequence's state at its own last step, the
+        reverse direction starts there.  Padded steps cost no arithmetic."""
+        out, finals, _ = self._run(input, hx, train=False, rng=None, lengths=lengths)
         return out, finals
 
-    def forward_train(self, input, hx=None, rng=None):
+    def forward_train(self, input, hx=None, rng=None, lengths=None):
         """Like ``forward``, plus a tape for ``backward``: returns ``out, h_n, tape``.
+        ``lengths`` as in ``forward`` (the tape keeps them; the gradient reaching padded steps
+        of the input is zero).
 
         Dropout (``dropout > 0``) is applied to the outputs of every layer but the last, with
         masks drawn from ``rng`` (a numpy Generator or seed; default: the model's own stream,
@@ -148,31 +165,64 @@ class _RNNBase(Parametrized):
         (LSTM) or ``W_hn h_{t-1} + b_hn`` (GRU); see docs/training.md for the bytes per step.
         """
         rng = self._dropout_rng if rng is None else make_rng(rng, "rng")
-        return self._run(input, hx, train=True, rng=rng)
+        return self._run(input, hx, train=True, rng=rng, lengths=lengths)
 
-    def _run(self, input, hx, train, rng):
+    def _run(self, input, hx, train, rng, lengths=None):
         x, batched = self._check_input(input)
         init = self._check_hx(hx, x.shape[1], batched)
+        if lengths is not None:
+            lengths = check_lengths(lengths, x.shape[0], x.shape[1], batched)
+            # every sequence full length: the plain run (the same code path, bit for bit)
+            lengths = None if lengths.size == 0 or lengths.min() == x.shape[0] else (
+                Lengths(lengths, x.shape[0]))
         if train:
             # the tape must not alias the caller's arrays (in-place edits would corrupt grads)
             x = x.copy() if np.shares_memory(x, input) else x
             init = tuple(np.array(s, copy=True) for s in init)
-        out, finals, tape = self._run_checked(x, batched, init, train, rng)
+        out, finals, tape = self._run_checked(x, batched, init, train, rng, lengths)
         finals = tuple(self._format_state(f, batched) for f in finals)
         return out, (finals if len(finals) == 2 else finals[0]), tape
 
-    def _run_checked(self, x, batched, init, train=False, rng=None):
-        """Run checked input x (T, B, I) from checked states init ((L*D, B, size) each):
-        -> (out in the user's layout, final states (L*D, B, size), tape or None)."""
+    def _run_checked(self, x, batched, init, train=False, rng=None, lengths=None):
+        """Run checked input x (T, B, I) from checked states init ((L*D, B, size) each), with
+        checked lengths (a Lengths or None): -> (out in the user's layout, final states
+        (L*D, B, size), tape or None)."""
         T, B, _ = x.shape
         D, P = self.num_directions, self._P
         finals = tuple(np.empty_like(s) if B > 0 else np.zeros_like(s) for s in init)
         tape = Tape(self, T, B, batched, init) if train else None
         if B > 0:
-            out = self._engine.forward(x, init, finals, tape, rng)
+            out = self._engine.forward(x, init, finals, tape, rng, lengths)
         else:
             out = np.zeros((T * B, D * P), dtype=self.dtype)
-        return self._format_output(out.reshape(T, B, D * P), batched), finals, tape
+        if tape is not None:
+            tape.out = out      # the last layer's output in the caller's order, before merging
+        out = self._merge(out).reshape(T, B, self._out_size)
+        return self._format_output(out, batched), finals, tape
+
+    def _merge(self, out):
+        """The last layer's output (T*B, D*P) combined by merge_mode (concat: as it is)."""
+        if self.merge_mode == "concat":
+            return out
+        P = self._P
+        fwd, rev = out[:, :P], out[:, P:]
+        if self.merge_mode == "sum":
+            return fwd + rev
+        if self.merge_mode == "mul":
+            return fwd * rev
+        return (fwd + rev) / 2                          # ave
+
+    def _unmerge(self, d, out):
+        """dL/d(merged out) (T*B, out_size) -> dL/d(the last layer's output) (T*B, D*P), given
+        that output `out`: sum gives d to both halves, ave d/2, mul d times the other half."""
+        if self.merge_mode == "concat":
+            return d
+        P = self._P
+        if self.merge_mode == "sum":
+            return np.concatenate([d, d], axis=1)
+        if self.merge_mode == "ave":
+            return np.concatenate([d / 2, d / 2], axis=1)
+        return np.concatenate([d * out[:, P:], d * out[:, :P]], axis=1)     # mul
 
     def stream(self, batch=1, hx=None):
         """A Stream: this model run on a sequence in pieces, the state carried between them
@@ -203,7 +253,7 @@ class _RNNBase(Parametrized):
             raise ValueError("tape was already used by backward (run forward_train again)")
         T, B, batched = tape.T, tape.B, tape.batched
         D, P = self.num_directions, self._P
-        out_shape = self._format_output(np.empty((T, B, D * P), dtype=self.dtype),
+        out_shape = self._format_output(np.empty((T, B, self._out_size), dtype=self.dtype),
                                         batched).shape
         if d_out is None:
             dout = np.zeros((T * B, D * P), dtype=self.dtype)
@@ -212,7 +262,9 @@ class _RNNBase(Parametrized):
                             "(the shape of out)")
             if batched and self.batch_first:
                 d = d.transpose(1, 0, 2)
-            dout = np.ascontiguousarray(d, dtype=self.dtype).reshape(T * B, D * P)
+            d = np.ascontiguousarray(d, dtype=self.dtype).reshape(T * B, self._out_size)
+            dout = (np.ascontiguousarray(self._unmerge(d, tape.out)) if B > 0
+                    else np.zeros((0, D * P), dtype=self.dtype))
         dfinal = self._check_d_h_n(d_h_n, B, batched, self._d_state_names)
         grads = {name: np.zeros(shape, dtype=self.dtype) for name, shape in self._shapes.items()}
         dinit = tuple(np.zeros_like(s) for s in tape.init)
@@ -221,11 +273,21 @@ class _RNNBase(Parametrized):
             dinp = self._engine.backward(tape, dout, dfinal, dinit, grads)
         else:
             dinp = np.zeros((T * B, self.input_size), dtype=self.dtype)
-        dx = self._format_output(dinp.reshape(T, B, -1), batched)
+        dx = self._format_output(dinp.reshape(T, B, self.input_size), batched)
         dhx = tuple(self._format_state(s, batched) for s in dinit)
         return dx, (dhx if len(dhx) == 2 else dhx[0]), grads
 
     _d_state_names = ("d_h_n", "d_c_n")
+
+    def to_onnx(self, path=None, initial_states=False):
+        """This model as a standard ONNX model (onnx is needed only for this call): one ONNX
+        LSTM/GRU node per layer, graph input ``input`` (dynamic batch and seq axes, laid out as
+        this model's input), with ``initial_states`` also ``h0`` (``c0``), outputs ``out``,
+        ``h_n`` (``c_n``) as this model's call (cells: ``h``, ``c``).  Written to ``path`` if
+        given; returns the ``onnx.ModelProto``.  ``proj_size > 0`` raises ValueError (ONNX has
+        no projection); ``dropout`` is kept in the metadata only (inference)."""
+        from ._onnx import to_onnx
+        return to_onnx(self, path, initial_states)
 
     @property
     def _engine(self):
@@ -273,6 +335,8 @@ class _RNNBase(Parametrized):
             if getattr(self, name) != default:
                 args.append(f"{name}={getattr(self, name)}")
         args += self._extra_repr()
+        if self.merge_mode != "concat":
+            args.append(f"merge_mode={self.merge_mode!r}")
         args.append(f"dtype={self.dtype.name}")
         return f"{type(self).__name__}({', '.join(args)})"
 
@@ -333,10 +397,10 @@ class GRU(_RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, reset_after=True, dtype=np.float32,
-                 seed=None):
+                 seed=None, merge_mode="concat"):
         self.reset_after = check_bool("reset_after", reset_after)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, dtype, seed)
+                         bidirectional, 0, dtype, seed, merge_mode)
 
     def _extra_repr(self):
         return [] if self.reset_after else ["reset_after=False"]

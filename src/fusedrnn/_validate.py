@@ -67,3 +67,43 @@ def check_shape(name, arr, expected, what=None):
         desc = f" {what}" if what else ""
         raise ValueError(f"{name} must have shape {tuple(expected)}{desc}, got {arr.shape}")
     return arr
+
+
+def check_lengths(value, T, B, batched):
+    """``lengths=`` of a call on input of T steps and B sequences: one integer in [1, T] per
+    sequence (a list, numpy array or torch tensor; unbatched input: one integer) -> (B,) intp."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"lengths must be integers, got {value!r}")
+    if type(value).__module__.startswith("torch"):
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"lengths must be integers: {exc}") from None
+    if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):  # []
+        raise TypeError(f"lengths must be integers (one per sequence), got dtype {arr.dtype}")
+    if batched:
+        check_shape("lengths", arr, (B,), "(batch,): one length per sequence")
+    elif arr.shape not in ((), (1,)):
+        raise ValueError(f"lengths must be one integer for unbatched input, got shape "
+                         f"{arr.shape}")
+    arr = arr.reshape(-1)
+    if arr.size and (arr.min() < 1 or arr.max() > T):
+        raise ValueError(f"lengths must be in [1, {T}] (the sequence length), got values "
+                         f"from {arr.min()} to {arr.max()}")
+    return arr.astype(np.intp)
+
+
+MERGE_MODES = ("concat", "sum", "mul", "ave")
+
+
+def check_merge_mode(value, bidirectional):
+    """merge_mode: how the last layer's two directions make `out` (only concat with one)."""
+    if not isinstance(value, str) or value not in MERGE_MODES:
+        raise ValueError(f"merge_mode must be one of {', '.join(map(repr, MERGE_MODES))}, "
+                         f"got {value!r}")
+    if value != "concat" and not bidirectional:
+        raise ValueError(f"merge_mode={value!r} combines the two directions of a bidirectional "
+                         "model: with bidirectional=False only merge_mode='concat' (the "
+                         "default) is accepted")
+    return value

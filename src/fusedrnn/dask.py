@@ -53,7 +53,8 @@ def predict(model, x, hx=None, lengths=None):
     lengths: None or N integers (numpy or Dask), passed to the model as ``lengths=``.
 
     Returns Dask arrays shaped like the model's batch-first outputs: ``out, h_n`` for a GRU,
-    ``out, (h_n, c_n)`` for an LSTM; ``out`` (N, T, D * H_out) chunked as x along N, the final
+    ``out, (h_n, c_n)`` for an LSTM; ``out`` (N, T, D * H_out, or H_out when ``merge_mode``
+    combines the directions) chunked as x along N, the final
     states (num_layers * D, N, size) chunked along axis 1.  Nothing runs until you compute them.
     """
     import dask
@@ -94,7 +95,7 @@ def predict(model, x, hx=None, lengths=None):
     for k, (block, n) in enumerate(zip(x.to_delayed().ravel(), split)):
         parts = run(shipped, block, None if states is None else tuple(s[k] for s in states),
                     None if lens is None else lens[k])
-        outs.append(da.from_delayed(parts[0], (n, T, model.num_directions * model._P),
+        outs.append(da.from_delayed(parts[0], (n, T, model._out_size),
                                     dtype=model.dtype))
         for f, size, part in zip(finals, sizes, list(parts)[1:]):
             f.append(da.from_delayed(part, (LD, n, size), dtype=model.dtype))
@@ -104,7 +105,7 @@ def predict(model, x, hx=None, lengths=None):
 
 
 def _predict_block(model, x, states, lengths):
-    """One chunk: x (n, T, F) batch-first -> (out (n, T, D*H_out), *final states)."""
+    """One chunk: x (n, T, F) batch-first -> (out (n, T, features), *final states)."""
     kw = {} if lengths is None else {"lengths": lengths}
     hx = None if states is None else (states if len(states) == 2 else states[0])
     with one_thread():
