@@ -111,7 +111,15 @@ def test_local_cluster_with_initial_states(client):
     assert not np.array_equal(got[0], call(model, x)[0])     # the states were used
 
 
-def test_threaded_scheduler_one_thread_per_task_restored():
+@pytest.fixture
+def default_threads():
+    """No process-wide count (fusedrnn.set_num_threads(n) would win over predict's limit)."""
+    fusedrnn.set_num_threads(None)
+    yield
+    fusedrnn.set_num_threads(None)
+
+
+def test_threaded_scheduler_one_thread_per_task_restored(default_threads):
     """On Dask's threaded scheduler every task runs the model on one OpenMP thread, and the
     pool's threads and the caller have their own counts back afterwards."""
     seen = []
