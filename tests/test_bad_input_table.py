@@ -8,11 +8,13 @@ of the shape and type rows; test_docs_table_mirrors_rows keeps this list and the
 """
 import os
 import re
+import tempfile
 from collections import namedtuple
 
 import numpy as np
 import pytest
 
+from _bad_files import write_bad
 from _bad_input import B, H, I, L, P, T, good_input, make_model
 from conftest import flatten, import_fusedrnn
 
@@ -136,6 +138,23 @@ def from_keras(make, build=True):
 
 
 OUT_SHAPE = (T, B, 2 * P)      # the "lstm" model's out
+def load_bad(ext, case):
+    """fusedrnn.load of the bad file `case` of tests/_bad_files.py (in a temporary directory)."""
+    def run(m, ctx):
+        with tempfile.TemporaryDirectory() as d:
+            fusedrnn.load(write_bad(d, ext, case))
+    return run
+
+
+def dask_predict(shape=(B, T, I), chunks=(2, -1, -1), numpy=False, **kwargs):
+    """fusedrnn.dask.predict(m, x, **kwargs), x a Dask array (numpy: a numpy one) of zeros."""
+    def run(m, ctx):
+        import dask.array as da
+        x = np.zeros(shape) if numpy else da.zeros(shape, chunks=chunks)
+        fusedrnn.dask.predict(m, x, **kwargs)
+    return run
+
+
 ROWS = [
     # ---- shapes of the input
     Row("input-ndim", "lstm", ValueError, "input", call(zeros(1, T, B, I))),
@@ -321,6 +340,43 @@ ROWS = [
     Row("lengths-unbatched", "gru", ValueError, "lengths", call(zeros(T, I), lengths=[T, T])),
     Row("train-lengths", "lstm", ValueError, "lengths",
         train(zeros(T, B, I), lengths=[T] * (B - 1) + [0])),
+    # ---- weight files
+    Row("save-extension", "lstm", ValueError, "path", lambda m, ctx: m.save("model.pt")),
+    Row("save-path-type", "gru", TypeError, "path", lambda m, ctx: m.save(3)),
+    Row("load-extension", None, ValueError, "path", lambda m, ctx: fusedrnn.load("model.h5")),
+    Row("load-pickle-as-npz", None, ValueError, r"not a valid \.npz",
+        load_bad(".npz", "pickle-disguised")),
+    Row("load-npz-object-array", None, ValueError, "Python objects",
+        load_bad(".npz", "weight-object-array")),
+    Row("load-npy-shape-claim", None, ValueError, "claims shape",
+        load_bad(".npz", "weight-claims-terabytes")),
+    Row("load-safetensors-header-length", None, ValueError, "header length",
+        load_bad(".safetensors", "header-length-absurd")),
+    Row("load-safetensors-truncated", None, ValueError, "not a valid safetensors",
+        load_bad(".safetensors", "truncated-data")),
+    Row("load-no-config", None, ValueError, "configuration",
+        load_bad(".safetensors", "no-config")),
+    Row("load-config-json", None, ValueError, "JSON",
+        load_bad(".safetensors", "config-not-json")),
+    Row("load-config-value", None, TypeError, "hidden_size",
+        load_bad(".safetensors", "config-size-type")),
+    Row("load-config-keys", None, ValueError, "batch_first",
+        load_bad(".safetensors", "config-missing-arg")),
+    Row("load-weight-keys", None, ValueError, "weight_ih_l0", load_bad(".npz", "missing-key")),
+    Row("load-weight-shape", None, ValueError, "weight_hh_l0",
+        load_bad(".safetensors", "wrong-shape")),
+    Row("load-weight-dtype", None, ValueError, "bias_hh_l0", load_bad(".npz", "wrong-dtype")),
+    # ---- scoring on Dask
+    Row("dask-model-cell", "lstmcell", TypeError, "model", dask_predict()),
+    Row("dask-x-not-dask", "lstm", TypeError, r"\bx\b", dask_predict(numpy=True)),
+    Row("dask-x-ndim", "gru", ValueError, r"\bx\b", dask_predict((B, I), (2, -1))),
+    Row("dask-x-features", "gru_bf", ValueError, r"\bx\b", dask_predict((B, T, I + 1))),
+    Row("dask-x-chunked-time", "lstm", ValueError, r"\bx\b", dask_predict(chunks=(2, 3, -1))),
+    Row("dask-hx-shape", "lstm", ValueError, "h0",
+        dask_predict(hx=(zeros(L * 2, B + 1, P), zeros(L * 2, B, H)))),
+    Row("dask-hx-tuple-for-gru", "gru", TypeError, "hx", dask_predict(hx=(zeros(L * 2, B, H),))),
+    Row("dask-lengths-shape", "gru", ValueError, "lengths",
+        dask_predict(lengths=np.ones(B + 1, dtype=int))),
 ]
 
 

@@ -10,8 +10,10 @@ from ._interop import from_torch
 from ._keras import GoBackwards, from_keras
 from ._onnx import from_onnx
 from ._reversed import Reversed
+from ._files import load
+from . import dask  # noqa: F401  (fusedrnn.dask.predict; dask itself is imported only there)
 
 __version__ = "0.1.0"
 __all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "get_num_threads", "set_num_threads", "isa",
-           "set_isa", "from_torch", "from_keras", "GoBackwards", "from_onnx", "Reversed",
+           "set_isa", "from_torch", "from_keras", "GoBackwards", "from_onnx", "Reversed", "load",
            "__version__"]

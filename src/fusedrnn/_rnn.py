@@ -230,6 +230,13 @@ class _RNNBase(Parametrized):
         fusedrnn._stream).  ``batch``: sequences run side by side (None: unbatched chunks)."""
         return Stream(self, batch, hx)
 
+    def save(self, path):
+        """Write the configuration and weights to `path`: ``.safetensors`` (needs the
+        safetensors package) or ``.npz``, never pickle; ``fusedrnn.load(path)`` reads it back
+        (see fusedrnn._files)."""
+        from ._files import save
+        save(self, path)
+
     def backward(self, tape, d_out, d_h_n=None):
         """Backpropagation through time for a ``forward_train`` tape.
 
