@@ -98,6 +98,15 @@ cdef inline void pgemm_rows(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_
         pgemm(hi - lo, 0, N, K, A + lo * lda, lda, Wp, N, beta, C + lo * ldc, ldc, work)
 
 
+cdef enum:
+    # pgemm_steps: pieces of at least this many rows are one product over all columns; smaller
+    # ones (the steps of a variable-length batch once sequences end) go column block by column
+    # block, all pieces per block, so that the block of W stays in L2 instead of W being read
+    # from memory once per piece
+    STEP_ROWS_BIG = 48
+    STEP_BLOCK_BYTES = 256 * 1024
+
+
 cdef inline void pgemm_steps(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t T, Py_ssize_t B,
                              const Py_ssize_t *nact, Py_ssize_t N, Py_ssize_t K,
                              const floating *A, const Py_ssize_t *arow, Py_ssize_t lda,
@@ -106,43 +115,55 @@ cdef inline void pgemm_steps(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t T, Py_ssize
     """Chunk c of nc of pgemm_rows C (T*B, N) = A W^T restricted to the running rows of every
     step (rows t*B .. t*B + nact[t]; the others are not computed).  Row q of A is at
     A + arow[q] * lda (a gather), or A + q * lda when arow is NULL.  Rows contiguous in C across
-    steps (a full step followed by the next) go into one product."""
+    steps (a full step followed by the next) go into one product (a piece)."""
+    cdef Py_ssize_t NR = fr_packed_nr(), n0 = 0
+    cdef Py_ssize_t nb = STEP_BLOCK_BYTES // (K * <Py_ssize_t>sizeof(floating)) // NR * NR
+    nb = NR if nb < NR else nb
+    steps_pieces(c, nc, T, B, nact, True, 0, N, N, K, A, arow, lda, Wp, C, ldc, work)
+    while n0 < N:
+        steps_pieces(c, nc, T, B, nact, False, n0, n0 + nb if n0 + nb < N else N, N, K, A,
+                     arow, lda, Wp, C, ldc, work)
+        n0 += nb
+
+
+cdef inline void steps_pieces(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t T, Py_ssize_t B,
+                              const Py_ssize_t *nact, bint big, Py_ssize_t n0, Py_ssize_t n1,
+                              Py_ssize_t N, Py_ssize_t K, const floating *A,
+                              const Py_ssize_t *arow, Py_ssize_t lda, const floating *Wp,
+                              floating *C, Py_ssize_t ldc, floating *work) noexcept nogil:
+    """pgemm_steps' pieces of chunk c of nc that are big (>= STEP_ROWS_BIG rows) or not,
+    columns n0 .. n1."""
     cdef Py_ssize_t t, n, R = 0, v = 0, a, e, q, q0 = 0, m = 0
     for t in range(T):
         R += nact[t]
     cdef Py_ssize_t lo = chunk_lo(R, 1, c, nc), hi = chunk_lo(R, 1, c + 1, nc)
-    for t in range(T):
-        if v >= hi:
-            break
-        n = nact[t]
+    for t in range(T + 1):
+        n = nact[t] if t < T and v < hi else 0
         a = lo if lo > v else v
         e = hi if hi < v + n else v + n
-        if a < e:
-            q = t * B + a - v
-            if m > 0 and q == q0 + m:
-                m += e - a
-            else:
-                pgemm_gather(m, N, K, A, arow, q0, lda, Wp, C, ldc, work)
-                q0, m = q, e - a
+        q = t * B + a - v
+        if a < e and m > 0 and q == q0 + m:
+            m += e - a
+        else:
+            if m > 0 and (m >= STEP_ROWS_BIG) == big:     # a finished piece
+                pgemm_gather(m, n0, n1, N, K, A, arow, q0, lda, Wp, C, ldc, work)
+            q0, m = q, (e - a if a < e else 0)
         v += n
-    pgemm_gather(m, N, K, A, arow, q0, lda, Wp, C, ldc, work)
 
 
-cdef inline void pgemm_gather(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
-                              const Py_ssize_t *arow, Py_ssize_t q0, Py_ssize_t lda,
-                              const floating *Wp, floating *C, Py_ssize_t ldc,
-                              floating *work) noexcept nogil:
-    """Rows q0 .. q0+M of C = A W^T (pgemm_steps' row addressing)."""
-    if M <= 0:
-        return
+cdef inline void pgemm_gather(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t N,
+                              Py_ssize_t K, const floating *A, const Py_ssize_t *arow,
+                              Py_ssize_t q0, Py_ssize_t lda, const floating *Wp, floating *C,
+                              Py_ssize_t ldc, floating *work) noexcept nogil:
+    """Rows q0 .. q0+M, columns n0 .. n1 of C = A W^T (pgemm_steps' row addressing)."""
     if arow == NULL:
         A = A + q0 * lda
     else:
         arow = arow + q0
     if floating is float:
-        fr_gemm_packed_rows_f32(M, 0, N, K, A, arow, lda, Wp, N, 0, C + q0 * ldc, ldc, work)
+        fr_gemm_packed_rows_f32(M, n0, n1, K, A, arow, lda, Wp, N, 0, C + q0 * ldc, ldc, work)
     else:
-        fr_gemm_packed_rows_f64(M, 0, N, K, A, arow, lda, Wp, N, 0, C + q0 * ldc, ldc, work)
+        fr_gemm_packed_rows_f64(M, n0, n1, K, A, arow, lda, Wp, N, 0, C + q0 * ldc, ldc, work)
 
 
 cdef inline void zero_rows(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t r0, Py_ssize_t r1,

@@ -347,3 +347,27 @@ def test_sort_lengths_is_a_stable_descending_sort():
     for bad in ([0, 2], [3, 5]):
         with pytest.raises(ValueError, match="lengths"):
             _kernels.sort_lengths(np.array(bad, np.intp), 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_wide_input_column_blocks(isa_path, kind, dtype):
+    """An input wide enough that the projection of the short steps goes column block by
+    column block (rnn_common.pgemm_steps: 600 features -> blocks of 96 / 32 columns), with
+    pieces both long (>= 48 rows) and short, on one and two threads."""
+    Iw, Hw, Tw, Bw = 600, 40, 6, 20
+    cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+    m = cls(Iw, Hw, dtype=dtype, seed=5)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((Tw, Bw, Iw))
+    lengths = np.r_[np.full(10, Tw), rng.integers(1, Tw + 1, Bw - 10)]
+    rng.shuffle(lengths)
+    expected = reference.rnn(kind, m.state_dict(), x.astype(dtype), lengths=lengths)
+    before = fusedrnn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fusedrnn.set_num_threads(threads)
+            got = m(x, lengths=lengths)
+            assert_close(got[0], expected[0], dtype, "out")
+    finally:
+        fusedrnn.set_num_threads(before)
