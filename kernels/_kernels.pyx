@@ -417,8 +417,9 @@ cdef inline void *buf(object a, str name, Py_ssize_t rows, Py_ssize_t cols, int 
         raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
     arr = <cnp.ndarray>a
     if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or (
-            writable and not cnp.PyArray_ISWRITEABLE(arr)):
-        raise ValueError(f"{name} must be a C-contiguous{' writable' if writable else ''} "
+            writable and not cnp.PyArray_ISWRITEABLE(arr)) or not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{name} must be a C-contiguous aligned"
+                         f"{' writable' if writable else ''} "
                          f"{np.dtype(np.float64 if typenum == cnp.NPY_DOUBLE else np.float32)} "
                          f"array, got {arr.dtype} {'C' if arr.flags.c_contiguous else 'non-C'}"
                          "-contiguous")
@@ -433,8 +434,9 @@ cdef inline void *buf(object a, str name, Py_ssize_t rows, Py_ssize_t cols, int 
 cdef inline void *index_buf(object a, str name, Py_ssize_t n) except? NULL:
     """The data of `a` after checking it is a C-contiguous (n,) array of Py_ssize_t."""
     if (not isinstance(a, np.ndarray) or a.dtype != np.intp or a.ndim != 1 or a.shape[0] != n
-            or not a.flags.c_contiguous):
-        raise ValueError(f"{name} must be a C-contiguous ({n},) {np.dtype(np.intp)} array")
+            or not a.flags.c_contiguous or not a.flags.aligned):
+        raise ValueError(f"{name} must be a C-contiguous aligned ({n},) {np.dtype(np.intp)} "
+                         "array")
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 

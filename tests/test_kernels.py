@@ -90,8 +90,19 @@ def test_kernel_runs_with_good_buffers():
     assert np.abs(out).max() > 0 and np.array_equal(final[0], out[-B:])
 
 
+def misaligned(a):
+    """A C-contiguous copy of a whose data is not aligned to its itemsize (like arrays made
+    from byte buffers at odd offsets, e.g. received over Dask's protocol)."""
+    raw = np.zeros(a.nbytes + 1, np.uint8)
+    m = np.frombuffer(raw.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    m[...] = a
+    assert not m.flags.aligned and m.flags.c_contiguous
+    return m
+
+
 @pytest.mark.parametrize("bad", ["x_shape", "x_dtype", "out_readonly", "out_strided", "h0",
-                                 "c_n", "gates", "state", "aux", "work", "col", "threads"])
+                                 "c_n", "gates", "state", "aux", "work", "col", "threads",
+                                 "x_misaligned"])
 def test_kernel_refuses_a_wrong_buffer(bad):
     k, b, x, out, init, final = _lstm_kernel()
     threads = 1
@@ -100,6 +111,8 @@ def test_kernel_refuses_a_wrong_buffer(bad):
         x = x[:-1].copy()
     elif bad == "x_dtype":
         x = x.astype(np.float64)
+    elif bad == "x_misaligned":
+        x = misaligned(x)
     elif bad == "out_readonly":
         out.flags.writeable = False
     elif bad == "out_strided":
@@ -170,3 +183,26 @@ def test_kernel_refuses_buffers_of_a_smaller_cell():
                     (np.zeros((1, 4), np.float32),), False, 1)
     big.forward(small.buffers(1, 1, 1, I=300), x, out, 0, (np.zeros((1, 4), np.float32),),
                 (np.zeros((1, 4), np.float32),), False, 1)
+
+
+def test_misaligned_arrays_are_accepted_by_the_layers():
+    """Misaligned (but otherwise good) input, states, gradients and weights: the layers copy
+    what the kernels cannot take; results equal those of aligned arrays."""
+    fusedrnn = import_fusedrnn()
+    m = fusedrnn.LSTM(I, H, num_layers=2, bidirectional=True, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    hx = tuple(rng.standard_normal((4, B, H)).astype(np.float32) for _ in range(2))
+    ref = m(x, hx)
+    got = m(misaligned(x), tuple(misaligned(h) for h in hx))
+    np.testing.assert_array_equal(got[0], ref[0])
+    out, _, tape = m.forward_train(misaligned(x), hx)
+    d = rng.standard_normal(out.shape).astype(np.float32)
+    g1 = m.backward(tape, misaligned(d))
+    g2 = m.backward(m.forward_train(x, hx)[2], d)
+    np.testing.assert_array_equal(g1[0], g2[0])
+    m2 = fusedrnn.LSTM(I, H, num_layers=2, bidirectional=True)
+    m2.load_state_dict({k: misaligned(v) for k, v in m.state_dict().items()})
+    np.testing.assert_array_equal(m2(x, hx)[0], ref[0])
+    cell = fusedrnn.GRUCell(I, H, seed=0)
+    np.testing.assert_array_equal(cell(misaligned(x[0])), cell(x[0]))

@@ -21,8 +21,11 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/fusedrnn-sanitize.XXXXXX")
 START=$SECONDS
 step() { printf '\n== [%4ds] %s\n' $((SECONDS - START)) "$*"; }
 trap 'rc=$?; if [ $rc -eq 0 ]; then rm -rf "$WORK"; else echo "(copy kept: $WORK)" >&2; fi' EXIT
-# tests/test_leaks.py measures RSS, which ASan's quarantine of freed memory inflates by design
-[ $# -gt 0 ] || set -- tests -q -x --ignore=tests/test_leaks.py
+# tests/test_leaks.py measures RSS, which ASan's quarantine of freed memory inflates by design;
+# test_example_script_runs starts a Dask cluster in a subprocess, which hangs with the ASan
+# runtime preloaded into every process (the in-process cluster tests of test_dask.py run here)
+[ $# -gt 0 ] || set -- tests -q -x --ignore=tests/test_leaks.py \
+    --deselect tests/test_dask.py::test_example_script_runs
 
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -g"
 if [ "${SANITIZE_KEEP_GOING:-0}" = 1 ]; then

@@ -6,7 +6,7 @@ whose parameters have no ``_l0`` suffix (``weight_ih``, ``weight_hh``, ``bias_ih
 import numpy as np
 
 from ._rnn import GRU, LSTM
-from ._validate import as_real_array, check_shape
+from ._validate import as_real_array, check_shape, kernel_array
 
 
 class _CellMixin:
@@ -31,7 +31,7 @@ class _CellMixin:
                              f"got shape {x.shape}")
         batched = x.ndim == 2
         x = x if batched else x[None, :]
-        return np.ascontiguousarray(x[None], dtype=self.dtype), batched
+        return kernel_array(x[None], self.dtype), batched
 
     def _check_state(self, name, value, B, size, batched):
         if value is None:

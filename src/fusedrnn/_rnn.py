@@ -14,7 +14,7 @@ from ._lengths import Lengths
 from ._params import Parametrized, make_rng
 from ._stream import Stream
 from ._validate import (as_real_array, check_bool, check_dropout, check_dtype, check_lengths,
-                        check_merge_mode, check_shape, check_size)
+                        check_merge_mode, check_shape, check_size, kernel_array)
 
 
 class _RNNBase(Parametrized):
@@ -108,7 +108,7 @@ class _RNNBase(Parametrized):
         if x.shape[0] * x.shape[1] >= 2**31:
             raise ValueError("input is too large: seq_len * batch must be < 2**31 (BLAS takes "
                              f"32-bit sizes), got shape {x.shape}")
-        return np.ascontiguousarray(x, dtype=self.dtype), batched
+        return kernel_array(x, self.dtype), batched
 
     def _check_state(self, name, value, B, size, batched):
         """One state array (h0 or c0): (L*D, B, size), or (L*D, size) unbatched."""
@@ -262,7 +262,7 @@ class _RNNBase(Parametrized):
                             "(the shape of out)")
             if batched and self.batch_first:
                 d = d.transpose(1, 0, 2)
-            d = np.ascontiguousarray(d, dtype=self.dtype).reshape(T * B, self._out_size)
+            d = kernel_array(d, self.dtype).reshape(T * B, self._out_size)
             dout = (np.ascontiguousarray(self._unmerge(d, tape.out)) if B > 0
                     else np.zeros((0, D * P), dtype=self.dtype))
         dfinal = self._check_d_h_n(d_h_n, B, batched, self._d_state_names)

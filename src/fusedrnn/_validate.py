@@ -44,7 +44,7 @@ def as_real_array(name, value, dtype):
     """Convert to a C-contiguous array of `dtype` (dtype None: np.asarray, no copy, no cast);
     refuse what is not real numbers (None, strings, objects, complex, bool)."""
     if (dtype is not None and type(value) is np.ndarray and value.dtype == dtype
-            and value.flags.c_contiguous):
+            and value.flags.c_contiguous and value.flags.aligned):
         return value                     # the common case, without a conversion
     if value is None:
         raise TypeError(f"{name} must be an array of real numbers, got None")
@@ -58,7 +58,15 @@ def as_real_array(name, value, dtype):
         raise TypeError(f"{name} must hold real numbers (float or int), got dtype {arr.dtype}")
     if dtype is None:
         return arr
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return kernel_array(arr, dtype)
+
+
+def kernel_array(a, dtype):
+    """a as a C-contiguous, aligned array of dtype (a copy only if needed): what the kernels
+    take.  Arrays made from byte buffers at odd offsets (e.g. received by Dask's protocol) can
+    be misaligned."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.flags.aligned else a.copy()
 
 
 def check_shape(name, arr, expected, what=None):
