@@ -112,43 +112,41 @@ cdef inline void pgemm_steps(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t T, Py_ssize
                              const floating *A, const Py_ssize_t *arow, Py_ssize_t lda,
                              const floating *Wp, floating *C, Py_ssize_t ldc,
                              floating *work) noexcept nogil:
-    """Chunk c of nc of pgemm_rows C (T*B, N) = A W^T restricted to the running rows of every
-    step (rows t*B .. t*B + nact[t]; the others are not computed).  Row q of A is at
-    A + arow[q] * lda (a gather), or A + q * lda when arow is NULL.  Rows contiguous in C across
-    steps (a full step followed by the next) go into one product (a piece)."""
-    cdef Py_ssize_t NR = fr_packed_nr(), n0 = 0
+    """Chunk c of nc (panel-aligned columns) of C (T*B, N) = A W^T restricted to the running
+    rows of every step (rows t*B .. t*B + nact[t]; the others are not computed).  Row q of A is
+    at A + arow[q] * lda (a gather), or A + q * lda when arow is NULL.  Rows contiguous in C
+    across steps (a full step followed by the next) go into one product (a piece).  The
+    threads split the columns, not the rows: every thread then has the same mix of long and
+    short pieces (a row split gave one thread the long ones and the other the slower short
+    ones)."""
+    cdef Py_ssize_t NR = fr_packed_nr()
+    cdef Py_ssize_t lo = chunk_lo(N, NR, c, nc), hi = chunk_lo(N, NR, c + 1, nc), n0 = lo
     cdef Py_ssize_t nb = STEP_BLOCK_BYTES // (K * <Py_ssize_t>sizeof(floating)) // NR * NR
     nb = NR if nb < NR else nb
-    steps_pieces(c, nc, T, B, nact, True, 0, N, N, K, A, arow, lda, Wp, C, ldc, work)
-    while n0 < N:
-        steps_pieces(c, nc, T, B, nact, False, n0, n0 + nb if n0 + nb < N else N, N, K, A,
-                     arow, lda, Wp, C, ldc, work)
+    if lo >= hi:
+        return
+    steps_pieces(T, B, nact, True, lo, hi, N, K, A, arow, lda, Wp, C, ldc, work)
+    while n0 < hi:
+        steps_pieces(T, B, nact, False, n0, n0 + nb if n0 + nb < hi else hi, N, K, A, arow,
+                     lda, Wp, C, ldc, work)
         n0 += nb
 
 
-cdef inline void steps_pieces(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t T, Py_ssize_t B,
-                              const Py_ssize_t *nact, bint big, Py_ssize_t n0, Py_ssize_t n1,
-                              Py_ssize_t N, Py_ssize_t K, const floating *A,
-                              const Py_ssize_t *arow, Py_ssize_t lda, const floating *Wp,
-                              floating *C, Py_ssize_t ldc, floating *work) noexcept nogil:
-    """pgemm_steps' pieces of chunk c of nc that are big (>= STEP_ROWS_BIG rows) or not,
-    columns n0 .. n1."""
-    cdef Py_ssize_t t, n, R = 0, v = 0, a, e, q, q0 = 0, m = 0
-    for t in range(T):
-        R += nact[t]
-    cdef Py_ssize_t lo = chunk_lo(R, 1, c, nc), hi = chunk_lo(R, 1, c + 1, nc)
+cdef inline void steps_pieces(Py_ssize_t T, Py_ssize_t B, const Py_ssize_t *nact, bint big,
+                              Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t N, Py_ssize_t K,
+                              const floating *A, const Py_ssize_t *arow, Py_ssize_t lda,
+                              const floating *Wp, floating *C, Py_ssize_t ldc,
+                              floating *work) noexcept nogil:
+    """pgemm_steps' pieces that are big (>= STEP_ROWS_BIG rows) or not, columns n0 .. n1."""
+    cdef Py_ssize_t t, q0 = 0, m = 0
     for t in range(T + 1):
-        n = nact[t] if t < T and v < hi else 0
-        a = lo if lo > v else v
-        e = hi if hi < v + n else v + n
-        q = t * B + a - v
-        if a < e and m > 0 and q == q0 + m:
-            m += e - a
-        else:
-            if m > 0 and (m >= STEP_ROWS_BIG) == big:     # a finished piece
-                pgemm_gather(m, n0, n1, N, K, A, arow, q0, lda, Wp, C, ldc, work)
-            q0, m = q, (e - a if a < e else 0)
-        v += n
+        if t < T and m > 0 and t * B == q0 + m:     # this step continues the piece
+            m += nact[t]
+            continue
+        if m > 0 and (m >= STEP_ROWS_BIG) == big:  # a finished piece
+            pgemm_gather(m, n0, n1, N, K, A, arow, q0, lda, Wp, C, ldc, work)
+        if t < T:
+            q0, m = t * B, nact[t]
 
 
 cdef inline void pgemm_gather(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t N,

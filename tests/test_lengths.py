@@ -371,3 +371,34 @@ def test_wide_input_column_blocks(isa_path, kind, dtype):
             assert_close(got[0], expected[0], dtype, "out")
     finally:
         fusedrnn.set_num_threads(before)
+
+
+def test_kernel_both_directions_at_once_with_lengths():
+    """The layers run a padded batch's two directions one after the other (see Engine._plan);
+    the kernel can also run them at once on a shared team: same results."""
+    from fusedrnn._lengths import Lengths
+    Bk, Hk, Tk = 12, 64, 7
+    m = fusedrnn.LSTM(I, Hk, bidirectional=True, seed=1)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((Tk, Bk, I)).astype(np.float32)
+    lengths = Lengths(rng.integers(1, Tk + 1, Bk).astype(np.intp), Tk)
+    ks = [m._engine.kernel(0, d) for d in range(2)]
+    st = (np.zeros((Bk, Hk), np.float32), np.zeros((Bk, Hk), np.float32))
+    outs = []
+    for together in (False, True):
+        out = np.zeros((lengths.T_run * Bk, 2 * Hk), np.float32)
+        fins = [tuple(np.zeros((Bk, Hk), np.float32) for _ in range(2)) for _ in range(2)]
+        bufs = [k.buffers(lengths.T_run, Bk, 2) for k in ks]
+        kw = dict(nact=lengths.nact, xrow=lengths.xrow())
+        if together:
+            ks[0].forward(bufs[0], x.reshape(Tk * Bk, I), out, 0, st, fins[0], False, 2,
+                          ks[1], bufs[1], Hk, st, fins[1], **kw)
+        else:
+            for d in range(2):
+                ks[d].forward(bufs[d], x.reshape(Tk * Bk, I), out, d * Hk, st, fins[d],
+                              d == 1, 2, **kw)
+        outs.append((lengths.caller_steps(out), fins))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    for a, b in zip(outs[0][1], outs[1][1]):
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
