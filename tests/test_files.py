@@ -234,3 +234,54 @@ def test_every_corrupted_byte_is_refused_cleanly(tmp_path, ext):
             assert str(bad) in str(exc), exc
             refused += 1
     assert refused > len(variants) // 2
+
+
+@pytest.mark.parametrize("ext", [".npz", ".safetensors"])
+@pytest.mark.parametrize("wrapper", ["Reversed", "GoBackwards"])
+def test_wrapped_models_round_trip(tmp_path, wrapper, ext):
+    """Reversed (from_onnx's reverse layers) and GoBackwards (from_keras's go_backwards) save
+    their wrapped model and come back wrapped, with bitwise the same outputs."""
+    if ext == ".safetensors":
+        pytest.importorskip("safetensors")
+    inner = fusedrnn.GRU(3, 5, num_layers=2, batch_first=True, seed=1)
+    model = getattr(fusedrnn, wrapper)(inner)
+    path = tmp_path / ("m" + ext)
+    model.save(path)
+    back = fusedrnn.load(path)
+    assert type(back) is type(model) and type(back.model) is fusedrnn.GRU
+    x = np.random.default_rng(0).standard_normal((2, 7, 3)).astype(np.float32)
+    for a, b in zip(model(x), back(x)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("wrapper", ["Sequential", 3, ["Reversed"]])
+def test_bad_wrapper_in_file(tmp_path, wrapper):
+    """An unknown wrapper name in a file is refused before anything is built."""
+    import json
+    path = tmp_path / "m.npz"
+    fusedrnn.GRU(3, 5, seed=1).save(path)
+    with np.load(path) as z:
+        members = {k: z[k] for k in z.files}
+    doc = json.loads(members["__config__"].tobytes().decode())
+    doc["wrapper"] = wrapper
+    members["__config__"] = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **members)
+    assert_refused(path, ValueError, "wrapper")
+
+
+def test_wrapper_refusing_the_model_in_file(tmp_path):
+    """A file saying Reversed around a bidirectional model (which Reversed refuses) raises the
+    wrapper's error, naming the file."""
+    path = tmp_path / "m.npz"
+    fusedrnn.GRU(3, 5, bidirectional=True, seed=1).save(path)
+    with np.load(path) as z:
+        members = {k: z[k] for k in z.files}
+    text = members["__config__"].tobytes().decode()
+    text = text.replace('"class"', '"wrapper": "Reversed", "class"')
+    members["__config__"] = np.frombuffer(text.encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **members)
+    with pytest.raises(ValueError, match="Reversed") as info:
+        fusedrnn.load(path)
+    assert str(path) in str(info.value)

@@ -8,8 +8,10 @@ Two formats, chosen by the file's extension:
   weight, the configuration as the member ``__config__``, a uint8 array of UTF-8 JSON.
 
 The configuration is ``{"format": "fusedrnn", "format_version": 1, "class": "LSTM",
-"config": {constructor arguments but seed, dtype as "float32"/"float64"}}``; the weights have
-PyTorch's names (the keys of ``state_dict()``).
+"config": {constructor arguments but seed, dtype as "float32"/"float64"}}``, plus
+``"wrapper": "Reversed"`` or ``"GoBackwards"`` for a model so wrapped (what ``from_onnx`` and
+``from_keras`` return for reverse layers); the weights have PyTorch's names (the keys of
+``state_dict()``).
 
 ``load`` trusts nothing in the file: the configuration goes through the constructor's own checks
 (without allocating the weights), the tensors must have exactly the expected names, shapes and
@@ -27,12 +29,15 @@ import zipfile
 import numpy as np
 
 from ._cells import GRUCell, LSTMCell
+from ._keras import GoBackwards
+from ._reversed import Reversed
 from ._rnn import GRU, LSTM
 
 FORMAT = "fusedrnn"
 FORMAT_VERSION = 1
 CONFIG_KEY = "__config__"
 CLASSES = {cls.__name__: cls for cls in (LSTM, GRU, LSTMCell, GRUCell)}
+WRAPPERS = {cls.__name__: cls for cls in (Reversed, GoBackwards)}
 EXTENSIONS = (".safetensors", ".npz")
 OPTIONAL_ARGS = ("merge_mode",)       # absent in a file: the constructor's default
 MAX_CONFIG_BYTES = 1 << 16            # the JSON document (a few hundred bytes in practice)
@@ -63,7 +68,12 @@ def _constructor_args(cls):
 
 
 def config_document(model):
-    """The JSON document describing `model` (class and constructor arguments)."""
+    """The JSON document describing `model` (class and constructor arguments, and the wrapper
+    around it if any)."""
+    extra = {}
+    if WRAPPERS.get(type(model).__name__) is type(model):
+        extra["wrapper"] = type(model).__name__
+        model = model.model
     cls = type(model)
     if CLASSES.get(cls.__name__) is not cls:
         raise TypeError(f"model must be a fusedrnn LSTM, GRU, LSTMCell or GRUCell, got "
@@ -75,7 +85,7 @@ def config_document(model):
             continue
         config[name] = value.name if name == "dtype" else value
     return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION,
-                       "class": cls.__name__, "config": config}, sort_keys=True)
+                       "class": cls.__name__, "config": config, **extra}, sort_keys=True)
 
 
 def _safetensors():
@@ -107,7 +117,7 @@ def load(path):
     path, ext = _format(path)
     reader = _SafetensorsReader(path) if ext == ".safetensors" else _NpzReader(path)
     with reader:
-        cls, config = _parse_config(path, reader.config())
+        cls, config, wrapper = _parse_config(path, reader.config())
         shapes = _expected_shapes(path, cls, config, reader.count())
         dtype = np.dtype(config["dtype"])
         found = reader.entries()              # name -> (shape, dtype), nothing read yet
@@ -127,14 +137,20 @@ def load(path):
         weights = {name: reader.read(name, shapes[name], dtype) for name in shapes}
     model = cls(**config, seed=0)
     model.load_state_dict(weights)
-    return model
+    if wrapper is None:
+        return model
+    try:
+        return wrapper(model)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{path}: wrapper {wrapper.__name__}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------- config
 
 
 def _parse_config(path, text):
-    """-> (class, constructor kwargs) from the JSON document, types checked."""
+    """-> (class, constructor kwargs, wrapper class or None) from the JSON document, types
+    checked."""
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -162,7 +178,11 @@ def _parse_config(path, text):
     if config["dtype"] not in ("float32", "float64"):
         raise ValueError(f"{path}: config dtype must be \"float32\" or \"float64\", "
                          f"got {config['dtype']!r}")
-    return cls, config
+    wrapper = doc.get("wrapper")
+    if wrapper is not None and (not isinstance(wrapper, str) or wrapper not in WRAPPERS):
+        raise ValueError(f"{path}: wrapper must be absent or one of {sorted(WRAPPERS)}, "
+                         f"got {wrapper!r}")
+    return cls, config, None if wrapper is None else WRAPPERS[wrapper]
 
 
 def _expected_shapes(path, cls, config, count):

@@ -14,5 +14,10 @@ class ModelWrapper:
     def load_state_dict(self, state_dict, strict=True):
         return self.model.load_state_dict(state_dict, strict)
 
+    def save(self, path):
+        """Write the wrapped model and this wrapper to `path` (see ``fusedrnn.load``)."""
+        from ._files import save
+        save(self, path)
+
     def __repr__(self):
         return f"{type(self).__name__}({self.model!r})"
