@@ -140,9 +140,7 @@ class Engine:
             inp = out
         if lengths is None:
             return inp
-        for f, s in zip(caller_finals, finals):
-            f[...] = lengths.unsort(s, 1)
-        return lengths.caller_steps(inp)
+        return lengths.to_caller(inp, caller_finals, finals)
 
     def backward(self, tape, dout, dfinal, dinit, grads):
         """BPTT through a tape, layers top to bottom; dout (T*B, D*P); writes dinit and grads;
@@ -179,9 +177,7 @@ class Engine:
                 dout = dinp
         if lengths is None:
             return dinp
-        for c, s in zip(caller_dinit, dinit):
-            c[...] = lengths.unsort(s, 1)
-        return lengths.caller_steps(dinp)
+        return lengths.to_caller(dinp, caller_dinit, dinit)
 
 
 class _LayerTape:

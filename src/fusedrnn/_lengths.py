@@ -32,9 +32,13 @@ class Lengths:
         """a with its batch axis in sorted order (a copy)."""
         return np.ascontiguousarray(np.take(a, self.order, axis=axis))
 
-    def unsort(self, a, axis):
-        """a with its batch axis back in the caller's order (a copy)."""
-        return np.ascontiguousarray(np.take(a, self.inverse, axis=axis))
+    def to_caller(self, rows, caller_states, states):
+        """The end of a sorted pass: each of `states` ((L*D, B, size), sorted) copied into its
+        twin in `caller_states` in the caller's batch order; returns `rows` (T_run*B, F,
+        sorted) as caller_steps does."""
+        for c, s in zip(caller_states, states):
+            c[...] = np.take(s, self.inverse, axis=1)
+        return self.caller_steps(rows)
 
     def sorted_steps(self, a):
         """(T*B, F) in the caller's order -> (T_run*B, F) sorted, zeros at padded steps."""

@@ -48,12 +48,7 @@ def as_real_array(name, value, dtype):
         return value                     # the common case, without a conversion
     if value is None:
         raise TypeError(f"{name} must be an array of real numbers, got None")
-    if type(value).__module__.startswith("torch"):
-        value = value.detach().cpu().numpy()
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} must be an array of real numbers: {exc}") from None
+    arr = _as_numpy(name, value, "an array of real numbers")
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers (float or int), got dtype {arr.dtype}")
     if dtype is None:
@@ -69,6 +64,17 @@ def kernel_array(a, dtype):
     return a if a.flags.aligned else a.copy()
 
 
+def _as_numpy(name, value, what):
+    """np.asarray(value) (a torch tensor: detached, on the CPU); TypeError naming `name`
+    (which must be `what`) for what numpy cannot make an array of."""
+    if type(value).__module__.startswith("torch"):
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be {what}: {exc}") from None
+
+
 def check_shape(name, arr, expected, what=None):
     """Raise ValueError unless arr.shape == expected; `what` names the axes."""
     if arr.shape != tuple(expected):
@@ -82,12 +88,7 @@ def check_lengths(value, T, B, batched):
     sequence (a list, numpy array or torch tensor; unbatched input: one integer) -> (B,) intp."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"lengths must be integers, got {value!r}")
-    if type(value).__module__.startswith("torch"):
-        value = value.detach().cpu().numpy()
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"lengths must be integers: {exc}") from None
+    arr = _as_numpy("lengths", value, "integers")
     if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):  # []
         raise TypeError(f"lengths must be integers (one per sequence), got dtype {arr.dtype}")
     if batched:
