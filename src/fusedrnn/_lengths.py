@@ -16,7 +16,6 @@ class Lengths:
     """One length per sequence of a batch of T steps (checked: 1 <= length <= T)."""
 
     def __init__(self, lengths, T):
-        self.lengths = lengths
         self.T = T
         self.B = lengths.shape[0]
         self.order, self.inverse, self.nact = _kernels.sort_lengths(lengths, T)
