@@ -166,6 +166,15 @@ cdef void run_forward(const Cell **cells, const Run **runs, int n, int threads) 
         run_forward(cells, runs, 1, threads)
         run_forward(cells + 1, runs + 1, 1, threads)
         return
+    if threads <= 1:
+        # no parallel region (its start costs about a microsecond, much of a short call);
+        # fr_barrier outside one is a no-op
+        if cells[0].dbl:
+            forward_thread(cells[0], runs[0], 0, 1, <double *>NULL)
+        else:
+            forward_thread(cells[0], runs[0], 0, 1, <float *>NULL)
+        finish_forward(cells[0], runs[0])
+        return
     with parallel(num_threads=threads):
         tid = fr_thread_num()
         nt = fr_num_threads()
@@ -207,13 +216,19 @@ cdef void run_backward(const Cell *cl, const Run *r, const Grad *gr, int threads
     memcpy(gr.dh0, gr.dh_n, r.B * cl.P * isz)         # dh0 holds the running dL/dh
     if cl.kind == LSTM_CELL:
         memcpy(gr.dc0, gr.dc_n, r.B * cl.H * isz)     # dc0 holds the running dL/dc
-    with parallel(num_threads=threads):
-        tid = fr_thread_num()
-        nt = fr_num_threads()
+    if threads <= 1:                                  # as in run_forward
         if cl.dbl:
-            backward_thread(cl, r, gr, tid, nt, <double *>NULL)
+            backward_thread(cl, r, gr, 0, 1, <double *>NULL)
         else:
-            backward_thread(cl, r, gr, tid, nt, <float *>NULL)
+            backward_thread(cl, r, gr, 0, 1, <float *>NULL)
+    else:
+        with parallel(num_threads=threads):
+            tid = fr_thread_num()
+            nt = fr_num_threads()
+            if cl.dbl:
+                backward_thread(cl, r, gr, tid, nt, <double *>NULL)
+            else:
+                backward_thread(cl, r, gr, tid, nt, <float *>NULL)
     # b_ih and b_hh get the same gradient, but for GRU_CELL's b_hn (its own, in db_hh)
     n_bias = 2 * cl.H if cl.kind == GRU_CELL else cl.G
     memcpy(gr.db_hh, gr.db_ih, n_bias * isz)
@@ -463,6 +478,10 @@ def packed_size(Py_ssize_t N, Py_ssize_t K, bint dbl):
 
 def packed_work_size(Py_ssize_t M, Py_ssize_t K, bint dbl):
     """Elements of one thread's workspace for a packed product on an (M, K) left operand."""
+    return work_elems(M, K, dbl)
+
+
+cdef inline Py_ssize_t work_elems(Py_ssize_t M, Py_ssize_t K, bint dbl) noexcept nogil:
     return fr_packed_work_size_f64(M, K) if dbl else fr_packed_work_size_f32(M, K)
 
 
@@ -559,16 +578,23 @@ cdef class Kernel:
     def work_size(self, Py_ssize_t T, Py_ssize_t B, bint backward=False, Py_ssize_t I=0):
         """Elements of one thread's packed-GEMM workspace for passes over T steps of B rows
         (and inputs of up to max(I, this cell's I) features)."""
+        return self._work_size(T, B, backward, I)
+
+    cdef Py_ssize_t _work_size(self, Py_ssize_t T, Py_ssize_t B, bint backward,
+                               Py_ssize_t I) noexcept:
         cdef Cell *c = &self.cell
         # (rows, K) of every packed product: the steps' (B rows), forward the input projection's
         # too (at most T*B rows per thread, K = I)
+        cdef Py_ssize_t w
         if backward and c.kind == LSTM_CELL:
-            MK = [(B, c.G), (B, c.P)]
+            w = max(work_elems(B, c.G, c.dbl), work_elems(B, c.P, c.dbl))
         elif backward:
-            MK = [(B, c.G), (B, 2 * c.H), (B, c.H)]
+            w = max(work_elems(B, c.G, c.dbl), work_elems(B, 2 * c.H, c.dbl),
+                    work_elems(B, c.H, c.dbl))
         else:
-            MK = [(B, c.P), (B, c.H), (T * B, max(I, c.I_))]
-        return max(16, -(-max(packed_work_size(M, K, c.dbl) for M, K in MK) // 16) * 16)
+            w = max(work_elems(B, c.P, c.dbl), work_elems(B, c.H, c.dbl),
+                    work_elems(T * B, max(I, c.I_), c.dbl))
+        return max(16, (w + 15) // 16 * 16)
 
     def buffers(self, Py_ssize_t T, Py_ssize_t B, int threads, bint keep=False,
                 bint backward=False, Py_ssize_t I=0):
@@ -581,7 +607,7 @@ cdef class Kernel:
         lstm, orig = c.kind == LSTM_CELL, c.kind == GRU_ORIG_CELL
         proj = c.wp_hr != NULL
         b.T, b.B, b.threads, b.keep, b.backward = T, B, threads, keep, backward
-        b.wsz = self.work_size(T, B, backward, I)
+        b.wsz = self._work_size(T, B, backward, I)
         b.work = aligned_empty(max(1, threads) * b.wsz, dt)
         if not backward:
             b.gates = np.empty((T * B, G), dtype=dt)
@@ -640,9 +666,9 @@ cdef class Kernel:
         r.h_n = buf(final[0], "h_n", B, P, tn, True)
         r.c_n = buf(final[1], "c_n", B, H, tn, True) if lstm else NULL
         r.aux = buf(b.aux, "aux", B, c.G if c.kind == GRU_CELL else H, tn, True)
-        if b.wsz < self.work_size(T, B):
+        if b.wsz < self._work_size(T, B, False, 0):
             raise ValueError(f"buffers were made for a smaller cell: work of {b.wsz} elements "
-                             f"per thread, this pass needs {self.work_size(T, B)}")
+                             f"per thread, this pass needs {self._work_size(T, B, False, 0)}")
         r.work = buf(b.work, "work", b.threads * b.wsz, -1, tn, True)
         r.wsz = b.wsz
         if self.wp_ih is None:
@@ -730,9 +756,9 @@ cdef class Kernel:
         g.drh = buf(b.drh, "drh", B, H, tn, True) if c.kind == GRU_ORIG_CELL else NULL
         g.rh_all = (buf(b.rh_all, "rh_all", T * B, H, tn, True) if c.kind == GRU_ORIG_CELL
                     else NULL)
-        if b.wsz < self.work_size(T, B, True):
+        if b.wsz < self._work_size(T, B, True, 0):
             raise ValueError(f"b were made for a smaller cell: work of {b.wsz} elements per "
-                             f"thread, this pass needs {self.work_size(T, B, True)}")
+                             f"thread, this pass needs {self._work_size(T, B, True, 0)}")
         r.work = buf(b.work, "work", b.threads * b.wsz, -1, tn, True)
         r.wsz = b.wsz
         if T == 0 or B == 0:

@@ -33,10 +33,12 @@ class Engine:
         self.model = model
         self.kernels = {}
         self.buffers = {}
+        self.plans = {}
 
     def invalidate(self):
-        """A parameter changed: the packed kernels are stale."""
+        """A parameter changed: the packed kernels (and the plans holding them) are stale."""
         self.kernels = {}
+        self.plans = {}
 
     def kernel(self, layer, d):
         kernels = self.kernels      # a concurrent invalidate() replaces the dict, not its items
@@ -87,6 +89,28 @@ class Engine:
             return min(get_num_threads(), 2 * threads), True
         return threads, False
 
+    def _inference(self, T, B, lengths):
+        """This thread's inference plan for T steps of B rows: (threads, together, per layer
+        (kernels, buffers) of its directions), kept until the shape, the thread count or a
+        weight changes (the Python work of a short call is most of its time)."""
+        key = (T, B, get_num_threads(), lengths is None)
+        plans = self.plans          # a concurrent invalidate() replaces the dict
+        ident = threading.get_ident()
+        p = plans.get(ident)
+        if p is not None and p[0] == key:
+            return p[1]
+        if len(plans) > 32:         # entries of finished threads
+            plans.clear()
+        threads, together = self._plan(B, lengths)
+        layers = []
+        for layer in range(self.model.num_layers):
+            ks = [self.kernel(layer, d) for d in range(self.model.num_directions)]
+            layers.append((ks, [self._buffers(k, f"fwd{d}", T, B, threads)
+                                for d, k in enumerate(ks)]))
+        plan = (threads, together, layers)
+        plans[ident] = (key, plan)
+        return plan
+
     def forward(self, x, init, finals, tape, rng, lengths=None):
         """All layers and directions over x (T, B, I); writes finals; returns the last
         layer's output (T*B, D*P).  With a tape (training) every pass keeps its buffers and
@@ -96,7 +120,6 @@ class Engine:
         m = self.model
         T, B, _ = x.shape
         D, P = m.num_directions, m._P
-        threads, together = self._plan(B, lengths)
         inp = x.reshape(T * B, -1)
         nact = xrow = None
         if lengths is not None:
@@ -108,6 +131,10 @@ class Engine:
             else:
                 inp = lengths.sorted_steps(inp)
                 tape.init, tape.lengths = init, lengths
+        if tape is None:
+            threads, together, plan = self._inference(T, B, lengths)
+        else:
+            threads, together = self._plan(B, lengths)
         for layer in range(m.num_layers):
             mask = None
             if tape is not None and layer > 0 and m.dropout > 0:
@@ -118,13 +145,13 @@ class Engine:
                 out = self._scratch((T * B, D * P))     # copied to the caller's order below
             else:
                 out = np.empty((T * B, D * P), dtype=m.dtype)
-            ks = [self.kernel(layer, d) for d in range(D)]
-            if tape is not None:
-                bufs = [k.buffers(T, B, threads, keep=True) for k in ks]
+            if tape is None:
+                ks, bufs = plan[layer]
             else:
-                bufs = [self._buffers(k, f"fwd{d}", T, B, threads) for d, k in enumerate(ks)]
-            st = [tuple(s[layer * D + d] for s in init) for d in range(D)]
-            fin = [tuple(f[layer * D + d] for f in finals) for d in range(D)]
+                ks = [self.kernel(layer, d) for d in range(D)]
+                bufs = [k.buffers(T, B, threads, keep=True) for k in ks]
+            st = [tuple([s[layer * D + d] for s in init]) for d in range(D)]
+            fin = [tuple([f[layer * D + d] for f in finals]) for d in range(D)]
             if together:
                 ks[0].forward(bufs[0], inp, out, 0, st[0], fin[0], False, threads,
                               ks[1], bufs[1], P, st[1], fin[1], nact=nact, xrow=xrow)

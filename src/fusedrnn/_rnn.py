@@ -180,24 +180,28 @@ class _RNNBase(Parametrized):
             x = x.copy() if np.shares_memory(x, input) else x
             init = tuple(np.array(s, copy=True) for s in init)
         out, finals, tape = self._run_checked(x, batched, init, train, rng, lengths)
-        finals = tuple(self._format_state(f, batched) for f in finals)
-        return out, (finals if len(finals) == 2 else finals[0]), tape
+        fmt = self._format_state
+        if len(finals) == 2:
+            return out, (fmt(finals[0], batched), fmt(finals[1], batched)), tape
+        return out, fmt(finals[0], batched), tape
 
     def _run_checked(self, x, batched, init, train=False, rng=None, lengths=None):
         """Run checked input x (T, B, I) from checked states init ((L*D, B, size) each), with
         checked lengths (a Lengths or None): -> (out in the user's layout, final states
         (L*D, B, size), tape or None)."""
         T, B, _ = x.shape
-        D, P = self.num_directions, self._P
-        finals = tuple(np.empty_like(s) if B > 0 else np.zeros_like(s) for s in init)
+        new = np.empty_like if B > 0 else np.zeros_like
+        finals = tuple([new(s) for s in init])
         tape = Tape(self, T, B, batched, init) if train else None
         if B > 0:
             out = self._engine.forward(x, init, finals, tape, rng, lengths)
         else:
-            out = np.zeros((T * B, D * P), dtype=self.dtype)
+            out = np.zeros((T * B, self.num_directions * self._P), dtype=self.dtype)
         if tape is not None:
             tape.out = out      # the last layer's output in the caller's order, before merging
-        out = self._merge(out).reshape(T, B, self._out_size)
+        if self.merge_mode != "concat":
+            out = self._merge(out)
+        out = out.reshape(T, B, out.shape[1])
         return self._format_output(out, batched), finals, tape
 
     def _merge(self, out):

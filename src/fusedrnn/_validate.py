@@ -43,9 +43,11 @@ def check_dtype(dtype):
 def as_real_array(name, value, dtype):
     """Convert to a C-contiguous array of `dtype` (dtype None: np.asarray, no copy, no cast);
     refuse what is not real numbers (None, strings, objects, complex, bool)."""
-    if (dtype is not None and type(value) is np.ndarray and value.dtype == dtype
-            and value.flags.c_contiguous and value.flags.aligned):
-        return value                     # the common case, without a conversion
+    if type(value) is np.ndarray:       # the common cases, without a conversion
+        if dtype is None and value.dtype.kind in "fiu":
+            return value
+        if value.dtype == dtype and value.flags.c_contiguous and value.flags.aligned:
+            return value
     if value is None:
         raise TypeError(f"{name} must be an array of real numbers, got None")
     arr = _as_numpy(name, value, "an array of real numbers")
