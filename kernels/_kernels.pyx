@@ -13,7 +13,11 @@ differs between the cells is only their step (`lstm_step`, `gru_step`), its back
 
 Threads: a time loop runs in one OpenMP parallel region.  Every thread runs the same phases,
 each on its own chunk (columns of a product, hidden units of a gate pass), and a barrier ends
-each phase (fr_threads.h).  Two directions of a bidirectional layer can run in the same region,
+each phase (fr_threads.h).  A forward step is split by hidden units (gate_units): a thread
+computes the gate columns of its own units (pgemm_units) and then their gate pass, which reads
+nothing another thread wrote, so the step needs one barrier (after the gate pass) and no cache
+line moves between cores until h_t is read by the next step.  With one thread there is no
+parallel region at all.  Two directions of a bidirectional layer can run in the same region,
 each on its half of the threads: they have the same phases, so the team barrier keeps them in step.
 """
 import numpy as np
@@ -26,8 +30,10 @@ from _blas cimport floating, gemm, NoTrans, Trans
 from rnn_types cimport Cell, Run, Grad, LSTM_CELL, GRU_CELL, GRU_ORIG_CELL
 from fr_threads cimport fr_omp_max_threads, fr_thread_num, fr_num_threads, fr_barrier
 from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64, fr_packed_work_size_f32,
-                          fr_packed_work_size_f64, fr_gemm_packed_f32, fr_gemm_packed_f64)
+                          fr_packed_work_size_f64, fr_gemm_packed_blocks_f32,
+                          fr_gemm_packed_blocks_f64)
 from rnn_common cimport (pack_weights, pgemm_cols, pgemm_rows, pgemm_steps, unit_chunk,
+                         gate_units, pgemm_units,
                          rows_gemm, grad_gemm, grad_hprev, colsum_chunk, zero_rows)
 from gate_passes cimport (lstm_fwd, lstm_bwd, gru_fwd, gru_rz, gru_n, gru_bwd, gru_bwd1,
                           gru_bwd2, add_rows)
@@ -160,7 +166,7 @@ cdef void backward_thread(const Cell *cl, const Run *r, const Grad *gr, int tid,
 cdef void run_forward(const Cell **cells, const Run **runs, int n, int threads) noexcept nogil:
     """Forward passes of n (1 or 2) cells with the same phases (the two directions of a layer):
     with n == 2 and >= 2 threads they run at the same time, each on its share of the threads."""
-    cdef int tid, nt, k, group
+    cdef int tid = 0, nt = 1, k, group = 0
     cdef bint together = n == 2 and threads >= 2
     if n == 2 and not together:
         run_forward(cells, runs, 1, threads)
@@ -210,7 +216,7 @@ cdef void finish_forward(const Cell *cl, const Run *r) noexcept nogil:
 
 cdef void run_backward(const Cell *cl, const Run *r, const Grad *gr, int threads) noexcept nogil:
     """Backpropagation through time for one cell over a Run kept by a forward pass (keep)."""
-    cdef int tid, nt
+    cdef int tid = 0, nt = 1
     cdef Py_ssize_t isz = 8 if cl.dbl else 4
     cdef Py_ssize_t n_bias
     memcpy(gr.dh0, gr.dh_n, r.B * cl.P * isz)         # dh0 holds the running dL/dh
@@ -249,10 +255,9 @@ cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
     cdef const floating *hp = h_prev(r, out, s, P, &ldhp)
     cdef floating *hdst = <floating *>r.aux if cl.wp_hr != NULL else h_t
     ldh = H if cl.wp_hr != NULL else r.ldo
-    pgemm_cols(tid, nt, Bt, 0, G, P, hp, ldhp, <const floating *>cl.wp_hh, G, <floating>1,
-               g_t, G, work)
-    fr_barrier()
-    unit_chunk(H, tid, nt, &lo, &hi)
+    gate_units(H, tid, nt, &lo, &hi)
+    pgemm_units(lo, hi, 0, 4, H, Bt, P, hp, ldhp, <const floating *>cl.wp_hh, G, <floating>1,
+                g_t, G, work)
     if lo < hi:
         lstm_fwd(Bt, H, lo, hi, g_t, G, <const floating *>cl.bias,
                  state_prev(r, state, s, H), state + state_row(r, s) * H, hdst, ldh)
@@ -334,24 +339,20 @@ cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
     cdef const floating *wp = <const floating *>cl.wp_hh
     cdef const floating *bias = <const floating *>cl.bias
     cdef floating *aux = <floating *>r.aux
+    gate_units(H, tid, nt, &lo, &hi)
     if cl.kind == GRU_CELL:
-        pgemm_cols(tid, nt, Bt, 0, G, H, hp, ldhp, wp, G, <floating>0, aux, G, work)
-        fr_barrier()
-        unit_chunk(H, tid, nt, &lo, &hi)
+        pgemm_units(lo, hi, 0, 3, H, Bt, H, hp, ldhp, wp, G, <floating>0, aux, G, work)
         if lo < hi:
             gru_fwd(Bt, H, lo, hi, g_t, bias, aux, <const floating *>cl.b_hn, hp, ldhp, h_t,
                     r.ldo, <floating *>r.state + state_row(r, s) * H)
         pad_step(cl, r, s, tid, nt, tag)
         fr_barrier()
         return
-    pgemm_cols(tid, nt, Bt, 0, 2 * H, H, hp, ldhp, wp, G, <floating>1, g_t, G, work)
-    fr_barrier()
-    unit_chunk(H, tid, nt, &lo, &hi)
+    pgemm_units(lo, hi, 0, 2, H, Bt, H, hp, ldhp, wp, G, <floating>1, g_t, G, work)
     if lo < hi:
         gru_rz(Bt, H, lo, hi, g_t, bias, hp, ldhp, aux)
     fr_barrier()
-    pgemm_cols(tid, nt, Bt, 2 * H, H, H, aux, H, wp, G, <floating>1, g_t, G, work)
-    fr_barrier()
+    pgemm_units(lo, hi, 2 * H, 1, H, Bt, H, aux, H, wp, G, <floating>1, g_t, G, work)
     if lo < hi:
         gru_n(Bt, H, lo, hi, g_t, bias, hp, ldhp, h_t, r.ldo)
     pad_step(cl, r, s, tid, nt, tag)
@@ -469,6 +470,21 @@ def aligned_empty(Py_ssize_t n, dtype, Py_ssize_t align=64):
     raw = np.empty(n + align // dtype.itemsize, dtype=dtype)
     off = (-raw.ctypes.data % align) // dtype.itemsize
     return raw[off:off + n]
+
+
+def aligned_array(tuple shape, dtype, Py_ssize_t min_bytes=0):
+    """An uninitialised C-contiguous array of `shape`, on a 64-byte (cache line) boundary when
+    it has at least min_bytes: the threads of a step write neighbouring column ranges of the
+    buffers (gates, out), and boundaries at multiples of 16 floats then never share a cache
+    line.  Smaller arrays come from numpy as they are (for a new array per call: aligning
+    costs ~1 us, much of a short call)."""
+    cdef Py_ssize_t n = 1, d
+    for d in shape:
+        n *= d
+    a = np.empty(shape, dtype=dtype)
+    if n * a.itemsize < min_bytes or <size_t>cnp.PyArray_DATA(a) % 64 == 0:
+        return a
+    return aligned_empty(n, dtype).reshape(shape)
 
 
 def packed_size(Py_ssize_t N, Py_ssize_t K, bint dbl):
@@ -610,17 +626,17 @@ cdef class Kernel:
         b.wsz = self._work_size(T, B, backward, I)
         b.work = aligned_empty(max(1, threads) * b.wsz, dt)
         if not backward:
-            b.gates = np.empty((T * B, G), dtype=dt)
-            b.state = np.empty(((T if keep else 2) * B if not orig else 0, H), dtype=dt)
-            b.aux = np.empty((B, H if lstm or orig else G), dtype=dt)
+            b.gates = aligned_array((T * B, G), dt)
+            b.state = aligned_array(((T if keep else 2) * B if not orig else 0, H), dt)
+            b.aux = aligned_array((B, H if lstm or orig else G), dt)
             return b
         b.ones = np.ones(T * B, dtype=dt)
         z = np.empty((0, H), dtype=dt)
-        b.dr = np.empty((B, H), dtype=dt) if lstm else z
+        b.dr = aligned_array((B, H), dt) if lstm else z
         b.dhtot = np.empty((T * B, P), dtype=dt) if lstm and proj else z
         b.r_all = np.empty((T * B if proj else B, H), dtype=dt) if lstm else z
-        b.dgh = np.empty((B, G), dtype=dt) if c.kind == GRU_CELL else z
-        b.drh = np.empty((B, H), dtype=dt) if orig else z
+        b.dgh = aligned_array((B, G), dt) if c.kind == GRU_CELL else z
+        b.drh = aligned_array((B, H), dt) if orig else z
         b.rh_all = np.empty((T * B, H), dtype=dt) if orig else z
         return b
 
@@ -918,9 +934,11 @@ def pack_memview(W, bint trans):
 
 
 def packed_gemm_memview(const floating[:, ::1] A, W, double beta, floating[:, ::1] C,
-                        Py_ssize_t n0=0, Py_ssize_t n1=-1):
+                        Py_ssize_t n0=0, Py_ssize_t n1=-1, Py_ssize_t nblk=1,
+                        Py_ssize_t bstride=0):
     """C[:, n0:n1] = A (M, K) W[n0:n1]^T + beta C[:, n0:n1] through the packed GEMM, W (N, K)
-    packed here (tests only: every block and chunk path of packed_gemm.h)."""
+    packed here (tests only: every block and chunk path of packed_gemm.h); nblk > 1: the
+    columns n0 + q bstride .. n1 + q bstride for q < nblk (fr_gemm_packed_blocks)."""
     cdef Py_ssize_t M = A.shape[0], K = A.shape[1], N = C.shape[1]
     if n1 < 0:
         n1 = N
@@ -932,8 +950,8 @@ def packed_gemm_memview(const floating[:, ::1] A, W, double beta, floating[:, ::
     cdef floating[::1] wk = work
     with nogil:
         if floating is float:
-            fr_gemm_packed_f32(M, n0, n1, K, &A[0, 0], K, &wp[0], N, <float>beta, &C[0, 0], N,
-                               &wk[0])
+            fr_gemm_packed_blocks_f32(M, n0, n1, nblk, bstride, K, &A[0, 0], NULL, K, &wp[0],
+                                      N, <float>beta, &C[0, 0], N, &wk[0])
         else:
-            fr_gemm_packed_f64(M, n0, n1, K, &A[0, 0], K, &wp[0], N, beta, &C[0, 0], N,
-                               &wk[0])
+            fr_gemm_packed_blocks_f64(M, n0, n1, nblk, bstride, K, &A[0, 0], NULL, K, &wp[0],
+                                      N, beta, &C[0, 0], N, &wk[0])

@@ -426,6 +426,14 @@ static void frp_gemm_stack_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrd
     }                                                                                              \
 }
 
+/* in fr_gemm_packed_blocks' loops over the blocks: the columns [a, b) of block q, clipped to N
+ * (an empty block is skipped) */
+#define FRP_BLOCK_COLS(q)                                                                          \
+    ptrdiff_t a = n0 + (q) * bstride, b = n1 + (q) * bstride;                                      \
+    b = b > N ? N : b;                                                                             \
+    if (a >= b)                                                                                    \
+        continue;
+
 #define FRP_DEFINE_GEMM(SFX, real)                                                                 \
 FRP_API ptrdiff_t fr_packed_work_size_##SFX(ptrdiff_t M, ptrdiff_t K)                              \
 {                                                                                                  \
@@ -434,26 +442,42 @@ FRP_API ptrdiff_t fr_packed_work_size_##SFX(ptrdiff_t M, ptrdiff_t K)           
     mc = mc > M ? M : mc;                                                                          \
     return mc * (K > 0 ? K : 0);                                                                   \
 }                                                                                                  \
-/* fr_gemm_packed with row i of A at A + arow[i] lda (arow NULL: A + i lda) */                     \
-FRP_API void fr_gemm_packed_rows_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,       \
-        const real *A, const ptrdiff_t *arow, ptrdiff_t lda, const real *Wp, ptrdiff_t N,          \
-        real beta, real *C, ptrdiff_t ldc, real *work)                                             \
+/* fr_gemm_packed on nblk column blocks, block q the columns [n0 + q bstride, n1 + q bstride)     \
+ * (the gate blocks of some hidden units), A packed once for all of them; row i of A at         \
+ * A + arow[i] lda (arow NULL: A + i lda) */                                                       \
+FRP_API void fr_gemm_packed_blocks_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t nblk,  \
+        ptrdiff_t bstride, ptrdiff_t K, const real *A, const ptrdiff_t *arow, ptrdiff_t lda,       \
+        const real *Wp, ptrdiff_t N, real beta, real *C, ptrdiff_t ldc, real *work)                \
 {                                                                                                  \
     frp_blk_##SFX blk;                                                                             \
     int mrmax, whole;                                                                              \
-    n1 = n1 > N ? N : n1;                                                                          \
     n0 = n0 < 0 ? 0 : n0;                                                                          \
-    if (M <= 0 || n0 >= n1)                                                                        \
+    if (M <= 0 || n0 >= n1 || nblk <= 0)                                                           \
         return;                                                                                    \
     if (K <= 0) {                                                                                  \
-        for (ptrdiff_t i = 0; i < M; i++)                                                          \
-            for (ptrdiff_t j = n0; j < n1; j++)                                                    \
-                C[i * ldc + j] = beta != 0 ? C[i * ldc + j] : 0;                                   \
+        for (ptrdiff_t q = 0; q < nblk; q++) {                                                     \
+            FRP_BLOCK_COLS(q)                                                                      \
+            for (ptrdiff_t i = 0; i < M; i++)                                                      \
+                for (ptrdiff_t j = a; j < b; j++)                                                  \
+                    C[i * ldc + j] = beta != 0 ? C[i * ldc + j] : 0;                               \
+        }                                                                                          \
         return;                                                                                    \
     }                                                                                              \
     frp_select_##SFX(M, &blk, &mrmax, &whole);                                                     \
+    if (M == 1 && whole) {                                                                         \
+        /* one row packed k-major is the row itself: no copy (a batch-1 step) */                   \
+        for (ptrdiff_t q = 0; q < nblk; q++) {                                                     \
+            FRP_BLOCK_COLS(q)                                                                      \
+            frp_gemm_chunk_##SFX(blk, mrmax, whole, 1, a, b, K, A + (arow ? arow[0] : 0) * lda,    \
+                                 Wp, beta, C, ldc);                                                \
+        }                                                                                          \
+        return;                                                                                    \
+    }                                                                                              \
     if (work == NULL || (M <= mrmax && !whole)) {                                                 \
-        frp_gemm_stack_##SFX(blk, mrmax, M, n0, n1, K, A, lda, arow, Wp, beta, C, ldc);            \
+        for (ptrdiff_t q = 0; q < nblk; q++) {                                                     \
+            FRP_BLOCK_COLS(q)                                                                      \
+            frp_gemm_stack_##SFX(blk, mrmax, M, a, b, K, A, lda, arow, Wp, beta, C, ldc);          \
+        }                                                                                          \
         return;                                                                                    \
     }                                                                                              \
     ptrdiff_t mc = FRP_A_BYTES / ((ptrdiff_t)sizeof(real) * K);                                    \
@@ -462,14 +486,25 @@ FRP_API void fr_gemm_packed_rows_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, 
     for (ptrdiff_t ch = 0, m0 = 0; ch < nch; ch++) {                                               \
         ptrdiff_t Mc = M / nch + (ch < M % nch);                                                   \
         ptrdiff_t nb = (Mc + mrmax - 1) / mrmax, mb = Mc / nb, nbig = Mc % nb;                     \
-        for (ptrdiff_t b = 0, i0 = 0; b < nb; b++) {                                               \
-            int mr = (int)(b < nbig ? mb + 1 : mb);                                                \
+        for (ptrdiff_t bl = 0, i0 = 0; bl < nb; bl++) {                                            \
+            int mr = (int)(bl < nbig ? mb + 1 : mb);                                               \
             frp_pack_a_##SFX(mr, K, A, lda, arow, m0 + i0, 0, work + i0 * K);                      \
             i0 += mr;                                                                              \
         }                                                                                          \
-        frp_gemm_chunk_##SFX(blk, mrmax, whole, Mc, n0, n1, K, work, Wp, beta, C + m0 * ldc, ldc); \
+        for (ptrdiff_t q = 0; q < nblk; q++) {                                                     \
+            FRP_BLOCK_COLS(q)                                                                      \
+            frp_gemm_chunk_##SFX(blk, mrmax, whole, Mc, a, b, K, work, Wp, beta, C + m0 * ldc,     \
+                                 ldc);                                                             \
+        }                                                                                          \
         m0 += Mc;                                                                                  \
     }                                                                                              \
+}                                                                                                  \
+/* one block: columns [n0, n1) */                                                                  \
+FRP_API void fr_gemm_packed_rows_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,       \
+        const real *A, const ptrdiff_t *arow, ptrdiff_t lda, const real *Wp, ptrdiff_t N,          \
+        real beta, real *C, ptrdiff_t ldc, real *work)                                             \
+{                                                                                                  \
+    fr_gemm_packed_blocks_##SFX(M, n0, n1, 1, 0, K, A, arow, lda, Wp, N, beta, C, ldc, work);      \
 }                                                                                                  \
 FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,            \
         const real *A, ptrdiff_t lda, const real *Wp, ptrdiff_t N, real beta, real *C,             \

@@ -27,3 +27,14 @@ cdef extern from "packed_gemm.h" nogil:
                                  const double *A, const Py_ssize_t *arow, Py_ssize_t lda,
                                  const double *Wp, Py_ssize_t N, double beta, double *C,
                                  Py_ssize_t ldc, double *work)
+    # nblk column blocks, block q the columns [n0 + q bstride, n1 + q bstride), A packed once
+    void fr_gemm_packed_blocks_f32(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t nblk,
+                                   Py_ssize_t bstride, Py_ssize_t K, const float *A,
+                                   const Py_ssize_t *arow, Py_ssize_t lda, const float *Wp,
+                                   Py_ssize_t N, float beta, float *C, Py_ssize_t ldc,
+                                   float *work)
+    void fr_gemm_packed_blocks_f64(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t nblk,
+                                   Py_ssize_t bstride, Py_ssize_t K, const double *A,
+                                   const Py_ssize_t *arow, Py_ssize_t lda, const double *Wp,
+                                   Py_ssize_t N, double beta, double *C, Py_ssize_t ldc,
+                                   double *work)

@@ -38,7 +38,8 @@ cdef inline void colsum(Py_ssize_t R, Py_ssize_t N, const floating *A, Py_ssize_
 # ---------------------------------------------------------------- packed recurrent GEMM
 from packed_gemm cimport (fr_packed_nr, fr_pack_f32, fr_pack_f64, fr_pack_trans_f32,
                           fr_pack_trans_f64, fr_gemm_packed_f32, fr_gemm_packed_f64,
-                          fr_gemm_packed_rows_f32, fr_gemm_packed_rows_f64)
+                          fr_gemm_packed_rows_f32, fr_gemm_packed_rows_f64,
+                          fr_gemm_packed_blocks_f32, fr_gemm_packed_blocks_f64)
 from libc.string cimport memset
 
 
@@ -85,6 +86,35 @@ cdef inline void pgemm_cols(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_
     cdef Py_ssize_t lo = chunk_lo(n, NR, c, nc), hi = chunk_lo(n, NR, c + 1, nc)
     if lo < hi:
         pgemm(M, n0 + lo, n0 + hi, K, A, lda, Wp, N, beta, C, ldc, work)
+
+
+cdef inline void gate_units(Py_ssize_t H, int c, int nc, Py_ssize_t *lo,
+                            Py_ssize_t *hi) noexcept nogil:
+    """Bounds of thread c's hidden units in a forward step (multiples of a panel): the thread
+    computes the recurrent product of those units (pgemm_units) and their gate pass."""
+    cdef Py_ssize_t NR = fr_packed_nr()
+    lo[0] = chunk_lo(H, NR, c, nc)
+    hi[0] = chunk_lo(H, NR, c + 1, nc)
+
+
+cdef inline void pgemm_units(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n0, Py_ssize_t ngates,
+                             Py_ssize_t H, Py_ssize_t M, Py_ssize_t K, const floating *A,
+                             Py_ssize_t lda, const floating *Wp, Py_ssize_t N, floating beta,
+                             floating *C, Py_ssize_t ldc, floating *work) noexcept nogil:
+    """Columns n0 + q H + [lo, hi) of pgemm C = A W^T + beta C, q < ngates (the gate blocks
+    of hidden units lo .. hi; one product when they are all the units).  Each thread then
+    writes exactly the gate columns its own gate pass reads: no barrier between the two, and
+    no cache lines moving between cores."""
+    if lo >= hi:
+        return
+    if lo == 0 and hi == H:
+        pgemm(M, n0, n0 + ngates * H, K, A, lda, Wp, N, beta, C, ldc, work)
+    elif floating is float:
+        fr_gemm_packed_blocks_f32(M, n0 + lo, n0 + hi, ngates, H, K, A, NULL, lda, Wp, N, beta,
+                                  C, ldc, work)
+    else:
+        fr_gemm_packed_blocks_f64(M, n0 + lo, n0 + hi, ngates, H, K, A, NULL, lda, Wp, N, beta,
+                                  C, ldc, work)
 
 
 cdef inline void pgemm_rows(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_t N,

@@ -68,6 +68,25 @@ def test_packed_gemm_column_range(n0, n1):
     np.testing.assert_allclose(C, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.usefixtures("isa_path")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M", [1, 3, 8, 13])
+@pytest.mark.parametrize("H,lo,hi", [(64, 32, 64), (45, 32, 45), (45, 0, 32), (100, 5, 70)])
+def test_packed_gemm_gate_blocks(dtype, M, H, lo, hi):
+    """A thread's recurrent product in a forward step: the columns q H + [lo, hi) of each of
+    the 4 gate blocks (fr_gemm_packed_blocks, A packed once); the rest of C is untouched."""
+    rng = np.random.default_rng(M * 1000 + H * 10 + lo)
+    A = rng.standard_normal((M, 37)).astype(dtype)
+    W = rng.standard_normal((4 * H, 37)).astype(dtype)
+    C = rng.standard_normal((M, 4 * H)).astype(dtype)
+    expected = C.copy()
+    for q in range(4):
+        cols = slice(q * H + lo, q * H + hi)
+        expected[:, cols] = A.astype(np.float64) @ W[cols].T.astype(np.float64) + C[:, cols]
+    _kernels.packed_gemm_memview(A, W, 1.0, C, lo, hi, 4, H)
+    np.testing.assert_allclose(C, expected, rtol=RTOL[dtype] * 7, atol=RTOL[dtype] * 7)
+
+
 # ------------------------------------------------------------------ Kernel entry checks
 T, B, I, H = 3, 2, 5, 4
 

@@ -19,11 +19,15 @@ import threading
 
 import numpy as np
 
+from ._kernels import aligned_array
+
 from ._threads import blas_single_thread, get_num_threads, step_threads
 
 # Below this many multiply-adds per step and direction, the two directions of a layer run one
 # after the other on one team (a barrier per phase costs more than the halved step saves).
 TOGETHER_MIN_WORK = 1 << 12
+# A layer's output (a new array per call) is put on a cache-line boundary from this size on.
+OUT_ALIGN_MIN_BYTES = 1 << 16
 
 
 class Engine:
@@ -68,7 +72,7 @@ class Engine:
         if a is None or a.shape != shape:
             if len(self.buffers) > 32:          # entries of finished threads
                 self.buffers.clear()
-            a = self.buffers[key] = np.empty(shape, dtype=self.model.dtype)
+            a = self.buffers[key] = aligned_array(shape, self.model.dtype)
         return a
 
     def _step_work(self, B):
@@ -144,7 +148,7 @@ class Engine:
             if lengths is not None and tape is None and layer == m.num_layers - 1:
                 out = self._scratch((T * B, D * P))     # copied to the caller's order below
             else:
-                out = np.empty((T * B, D * P), dtype=m.dtype)
+                out = aligned_array((T * B, D * P), m.dtype, OUT_ALIGN_MIN_BYTES)
             if tape is None:
                 ks, bufs = plan[layer]
             else:
