@@ -33,11 +33,10 @@ from .configs import MODES, Config, flops, has_stream_bound, recurrent_bytes
 from .machine import machine_info
 from .peers import PeerUnavailable, builders_for, chosen, reference
 from .timing import (cpu_busy, cpu_sample, log, measure_gemm_peak, measure_read_bandwidth,
-                     other_load, pinned_threads, time_interleaved, wait_quiet)
+                     other_load, pinned_threads, time_calls, wait_quiet)
 
 BUSY_THRESHOLD = 0.15   # a row timed while other processes used more of the CPUs is flagged
 MIN_SAMPLE = 1e-3       # calls shorter than this (seconds) are timed in groups
-SETTLE = 0.02           # seconds between two samples on several threads (spinning workers idle)
 
 
 def contended(row: dict) -> bool:
@@ -76,7 +75,6 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
                 res[impl] = dict(status="error", note=f"building: {type(e).__name__}: {e}")
         s0 = cpu_sample()
         with pinned_threads(n):
-            checked = OrderedDict()     # impl -> (runner, max error) of the verified ones
             for impl, runner in runners.items():
                 try:
                     got = runner.canonical(runner())
@@ -91,14 +89,10 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
                     res[impl] = dict(status="mismatch", max_err=err, note=msg)
                     log(f"    {impl}: MISMATCH {msg}", quiet)
                     continue
-                checked[impl] = (runner, err)
-            # timed side by side, in rounds; on several threads, a pause before each sample
-            # lets the spinning worker threads of the previous library go idle
-            all_times = time_interleaved([r for r, _ in checked.values()], budget, min_reps,
-                                         max_reps, MIN_SAMPLE, SETTLE if n > 1 else 0.0)
-            for (impl, (_, err)), times in zip(checked.items(), all_times):
+                times = time_calls(runner, budget, min_reps, max_reps, MIN_SAMPLE)
                 res[impl] = dict(status="ok", median_ms=1e3 * float(np.median(times)),
                                  times_ms=[1e3 * t for t in times], max_err=err)
+                time.sleep(0.02)       # let spinning worker threads of this library go idle
         row["other_load"] = other_load(s0, cpu_sample())
         del runners
         _summarise(row)

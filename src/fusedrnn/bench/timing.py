@@ -6,8 +6,7 @@ ceilings a row is set against (the GEMM peak and the streaming read bandwidth).
   fixed when its session is built), threadpoolctl for BLAS and OpenMP (NumPy, fusedrnn), and
   ``fusedrnn.set_num_threads``.
 - Median of several calls; the number of calls follows from a time budget per implementation
-  (at least 3). Calls shorter than a millisecond are timed in groups (``time_calls``). The
-  implementations of a row are timed in interleaved rounds (``time_interleaved``).
+  (at least 3). Calls shorter than a millisecond are timed in groups (``time_calls``).
 - Other processes' CPU use is sampled from /proc/stat minus this process's own CPU time.
 """
 
@@ -19,7 +18,7 @@ import math
 import os
 import sys
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional
 
 import numpy as np
 
@@ -90,48 +89,28 @@ def time_calls(fn: Callable, budget: float, min_reps: int = 3, max_reps: int = 5
     about ``min_sample``) and a sample is the group's time / k, so the clock's overhead and
     resolution stay small against what is measured (timeit's way).
     """
-    return time_interleaved([fn], budget, min_reps, max_reps, min_sample)[0]
-
-
-def time_interleaved(fns: Sequence[Callable], budget: float, min_reps: int = 3,
-                     max_reps: int = 50, min_sample: float = 0.0,
-                     settle: float = 0.0) -> List[List[float]]:
-    """``time_calls`` for several functions at once, in rounds: each round takes one sample of
-    every function that still needs samples, so the implementations of a row are timed side
-    by side, and a slow phase of the machine (on a shared VM, neighbours taking the caches
-    or the memory bandwidth for a while) falls on all of them instead of on one, which keeps
-    their ratios steady.  ``settle``: seconds to sleep before each sample when there are
-    several functions (the worker threads of the previous library stop spinning meanwhile).
-    Returns one list of samples per function."""
     gc_was = gc.isenabled()
     gc.disable()
     try:
-        plans = []
-        for fn in fns:
+        t0 = time.perf_counter()
+        fn()
+        first = time.perf_counter() - t0
+        k = 1
+        if first < min_sample:
             t0 = time.perf_counter()
             fn()
-            first = time.perf_counter() - t0
-            k = 1
-            if first < min_sample:
-                t0 = time.perf_counter()
+            k = max(1, math.ceil(min_sample / max(time.perf_counter() - t0, 1e-9)))
+        n = max(min_reps, min(max_reps, int(budget / max(first * k, 1e-9))))
+        times = [first] if k == 1 else []
+        while len(times) < n:
+            t0 = time.perf_counter()
+            for _ in range(k):
                 fn()
-                k = max(1, math.ceil(min_sample / max(time.perf_counter() - t0, 1e-9)))
-            n = max(min_reps, min(max_reps, int(budget / max(first * k, 1e-9))))
-            plans.append((fn, k, n, [first] if k == 1 else []))
-        while any(len(times) < n for _, _, n, times in plans):
-            for fn, k, n, times in plans:
-                if len(times) >= n:
-                    continue
-                if settle > 0 and len(plans) > 1:
-                    time.sleep(settle)
-                t0 = time.perf_counter()
-                for _ in range(k):
-                    fn()
-                times.append((time.perf_counter() - t0) / k)
-        return [times for _, _, _, times in plans]
+            times.append((time.perf_counter() - t0) / k)
     finally:
         if gc_was:
             gc.enable()
+    return times
 
 
 def measure_gemm_peak(dtype, threads: int, n: int = 2048, reps: int = 5) -> float:
