@@ -13,11 +13,11 @@ differs between the cells is only their step (`lstm_step`, `gru_step`), its back
 
 Threads: a time loop runs in one OpenMP parallel region.  Every thread runs the same phases,
 each on its own chunk (columns of a product, hidden units of a gate pass), and a barrier ends
-each phase (fr_threads.h).  A forward step is split by hidden units (gate_units): a thread
-computes the gate columns of its own units (pgemm_units) and then their gate pass, which reads
-nothing another thread wrote, so the step needs one barrier (after the gate pass) and no cache
-line moves between cores until h_t is read by the next step.  With one thread there is no
-parallel region at all.  Two directions of a bidirectional layer can run in the same region,
+each phase (fr_threads.h).  A forward step is split by hidden units when H splits into whole
+panels (pgemm_gates): a thread computes the gate columns of its own units and then their gate
+pass, which reads nothing another thread wrote, so the step needs one barrier (after the gate
+pass) and no cache line moves between cores until h_t is read by the next step.  With one
+thread there is no parallel region at all.  Two directions of a bidirectional layer can run in the same region,
 each on its half of the threads: they have the same phases, so the team barrier keeps them in step.
 """
 import numpy as np
@@ -33,7 +33,7 @@ from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64, fr_packed_work
                           fr_packed_work_size_f64, fr_gemm_packed_blocks_f32,
                           fr_gemm_packed_blocks_f64)
 from rnn_common cimport (pack_weights, pgemm_cols, pgemm_rows, pgemm_steps, unit_chunk,
-                         gate_units, pgemm_units,
+                         pgemm_gates, units_split,
                          rows_gemm, grad_gemm, grad_hprev, colsum_chunk, zero_rows)
 from gate_passes cimport (lstm_fwd, lstm_bwd, gru_fwd, gru_rz, gru_n, gru_bwd, gru_bwd1,
                           gru_bwd2, add_rows)
@@ -116,9 +116,10 @@ cdef inline const floating *state_prev(const Run *r, const floating *state, Py_s
     return state + state_row(r, s - 1) * H
 
 
-cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt,
+cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt, bint own,
                          floating *tag) noexcept nogil:
-    """Thread tid of nt: its share of every phase of a forward pass over the sequence."""
+    """Thread tid of nt: its share of every phase of a forward pass over the sequence; own:
+    the steps split hidden units in whole panels (pgemm_gates; the same for the whole team)."""
     cdef Py_ssize_t s, T = r.T, B = r.B, G = cl.G, I = cl.I_
     # input projection of the whole sequence: gates = x W_ih^T, one packed GEMM whose rows (few
     # rows: columns) are shared between the threads
@@ -136,9 +137,9 @@ cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt,
     fr_barrier()
     for s in range(T):
         if cl.kind == LSTM_CELL:
-            lstm_step(cl, r, s, tid, nt, tag)
+            lstm_step(cl, r, s, tid, nt, own, tag)
         else:
-            gru_step(cl, r, s, tid, nt, tag)
+            gru_step(cl, r, s, tid, nt, own, tag)
 
 
 cdef void backward_thread(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt,
@@ -167,7 +168,7 @@ cdef void run_forward(const Cell **cells, const Run **runs, int n, int threads) 
     """Forward passes of n (1 or 2) cells with the same phases (the two directions of a layer):
     with n == 2 and >= 2 threads they run at the same time, each on its share of the threads."""
     cdef int tid = 0, nt = 1, k, group = 0
-    cdef bint together = n == 2 and threads >= 2
+    cdef bint together = n == 2 and threads >= 2, own = True
     if n == 2 and not together:
         run_forward(cells, runs, 1, threads)
         run_forward(cells + 1, runs + 1, 1, threads)
@@ -175,27 +176,38 @@ cdef void run_forward(const Cell **cells, const Run **runs, int n, int threads) 
     if threads <= 1:
         # no parallel region (its start costs about a microsecond, much of a short call);
         # fr_barrier outside one is a no-op
-        if cells[0].dbl:
-            forward_thread(cells[0], runs[0], 0, 1, <double *>NULL)
-        else:
-            forward_thread(cells[0], runs[0], 0, 1, <float *>NULL)
+        forward_cell(cells[0], runs[0], 0, 1, True)
         finish_forward(cells[0], runs[0])
         return
     with parallel(num_threads=threads):
         tid = fr_thread_num()
         nt = fr_num_threads()
         group = 0
-        if together:
+        # every thread decides the same (the team's barriers must match in number)
+        own = units_split(cells[0].H, nt)
+        if together and nt >= 2:
+            own = units_split(cells[0].H, (nt + 1) // 2) and units_split(cells[1].H, nt // 2)
             # thread tid of the team is thread tid // 2 of its direction's group
             group = tid % 2
             nt = (nt - group + 1) // 2
             tid = tid // 2
-        if cells[group].dbl:
-            forward_thread(cells[group], runs[group], tid, nt, <double *>NULL)
+        if together and fr_num_threads() < 2:
+            # a team of one (OpenMP gave fewer threads than asked): the directions in turn
+            forward_cell(cells[0], runs[0], 0, 1, own)
+            forward_cell(cells[1], runs[1], 0, 1, own)
         else:
-            forward_thread(cells[group], runs[group], tid, nt, <float *>NULL)
+            forward_cell(cells[group], runs[group], tid, nt, own)
     for k in range(n):
         finish_forward(cells[k], runs[k])
+
+
+cdef inline void forward_cell(const Cell *cl, const Run *r, int tid, int nt,
+                              bint own) noexcept nogil:
+    """forward_thread of the cell's floating type."""
+    if cl.dbl:
+        forward_thread(cl, r, tid, nt, own, <double *>NULL)
+    else:
+        forward_thread(cl, r, tid, nt, own, <float *>NULL)
 
 
 cdef void finish_forward(const Cell *cl, const Run *r) noexcept nogil:
@@ -241,7 +253,7 @@ cdef void run_backward(const Cell *cl, const Run *r, const Grad *gr, int threads
 
 
 # ================================================================ LSTM
-cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
+cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt, bint own,
                     floating *tag) noexcept nogil:
     """gates_t += h_{t-1} W_hh^T; the fused pass (i, f, g, o, c_t, h_t or the projection input
     o tanh(c_t)); with a projection h_t = (o tanh(c_t)) W_hr^T.  Only the Bt running rows."""
@@ -255,9 +267,8 @@ cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
     cdef const floating *hp = h_prev(r, out, s, P, &ldhp)
     cdef floating *hdst = <floating *>r.aux if cl.wp_hr != NULL else h_t
     ldh = H if cl.wp_hr != NULL else r.ldo
-    gate_units(H, tid, nt, &lo, &hi)
-    pgemm_units(lo, hi, 0, 4, H, Bt, P, hp, ldhp, <const floating *>cl.wp_hh, G, <floating>1,
-                g_t, G, work)
+    pgemm_gates(tid, nt, own, 0, 4, H, Bt, P, hp, ldhp, <const floating *>cl.wp_hh, G,
+                <floating>1, g_t, G, work, &lo, &hi)
     if lo < hi:
         lstm_fwd(Bt, H, lo, hi, g_t, G, <const floating *>cl.bias,
                  state_prev(r, state, s, H), state + state_row(r, s) * H, hdst, ldh)
@@ -324,7 +335,7 @@ cdef void lstm_tail(const Cell *cl, const Run *r, const Grad *gr, int tid, int n
 
 
 # ================================================================ GRU
-cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
+cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt, bint own,
                    floating *tag) noexcept nogil:
     """GRU_CELL: hg = h_{t-1} W_hh^T, then one fused pass (r, z, n, h_t; keeps W_hn h + b_hn).
     GRU_ORIG: [r | z] += h_{t-1} [W_hr | W_hz]^T; r, z and rh = r h_{t-1};
@@ -339,20 +350,22 @@ cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
     cdef const floating *wp = <const floating *>cl.wp_hh
     cdef const floating *bias = <const floating *>cl.bias
     cdef floating *aux = <floating *>r.aux
-    gate_units(H, tid, nt, &lo, &hi)
     if cl.kind == GRU_CELL:
-        pgemm_units(lo, hi, 0, 3, H, Bt, H, hp, ldhp, wp, G, <floating>0, aux, G, work)
+        pgemm_gates(tid, nt, own, 0, 3, H, Bt, H, hp, ldhp, wp, G, <floating>0, aux, G, work,
+                    &lo, &hi)
         if lo < hi:
             gru_fwd(Bt, H, lo, hi, g_t, bias, aux, <const floating *>cl.b_hn, hp, ldhp, h_t,
                     r.ldo, <floating *>r.state + state_row(r, s) * H)
         pad_step(cl, r, s, tid, nt, tag)
         fr_barrier()
         return
-    pgemm_units(lo, hi, 0, 2, H, Bt, H, hp, ldhp, wp, G, <floating>1, g_t, G, work)
+    pgemm_gates(tid, nt, own, 0, 2, H, Bt, H, hp, ldhp, wp, G, <floating>1, g_t, G, work, &lo,
+                &hi)
     if lo < hi:
         gru_rz(Bt, H, lo, hi, g_t, bias, hp, ldhp, aux)
     fr_barrier()
-    pgemm_units(lo, hi, 2 * H, 1, H, Bt, H, aux, H, wp, G, <floating>1, g_t, G, work)
+    pgemm_gates(tid, nt, own, 2 * H, 1, H, Bt, H, aux, H, wp, G, <floating>1, g_t, G, work,
+                &lo, &hi)
     if lo < hi:
         gru_n(Bt, H, lo, hi, g_t, bias, hp, ldhp, h_t, r.ldo)
     pad_step(cl, r, s, tid, nt, tag)

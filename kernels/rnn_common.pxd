@@ -3,6 +3,7 @@
 # pairs, row index t * B + b.  A helper taking (c, nc) does chunk c of nc of its product, so that
 # thread c of nc calling it runs its share (BLAS single-threaded, see fusedrnn._threads).
 from _blas cimport floating, gemm, BLAS_Trans, NoTrans, Trans
+from fr_threads cimport fr_barrier
 
 cdef enum:
     UNIT_ALIGN = 16      # chunks of hidden units / gradient rows: multiples of 16 (cache lines)
@@ -88,13 +89,32 @@ cdef inline void pgemm_cols(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_
         pgemm(M, n0 + lo, n0 + hi, K, A, lda, Wp, N, beta, C, ldc, work)
 
 
-cdef inline void gate_units(Py_ssize_t H, int c, int nc, Py_ssize_t *lo,
-                            Py_ssize_t *hi) noexcept nogil:
-    """Bounds of thread c's hidden units in a forward step (multiples of a panel): the thread
-    computes the recurrent product of those units (pgemm_units) and their gate pass."""
-    cdef Py_ssize_t NR = fr_packed_nr()
-    lo[0] = chunk_lo(H, NR, c, nc)
-    hi[0] = chunk_lo(H, NR, c + 1, nc)
+cdef inline bint units_split(Py_ssize_t H, int nc) noexcept nogil:
+    """Whether H hidden units split into the same number of whole panels for each of nc
+    threads (pgemm_gates' own-units split)."""
+    return nc >= 1 and H % (fr_packed_nr() * nc) == 0
+
+
+cdef inline void pgemm_gates(int c, int nc, bint own, Py_ssize_t n0, Py_ssize_t ngates,
+                             Py_ssize_t H,
+                             Py_ssize_t M, Py_ssize_t K, const floating *A, Py_ssize_t lda,
+                             const floating *Wp, Py_ssize_t N, floating beta, floating *C,
+                             Py_ssize_t ldc, floating *work, Py_ssize_t *lo,
+                             Py_ssize_t *hi) noexcept nogil:
+    """Thread c's share of the recurrent product of a forward step, C[:, n0 + q H + j] for
+    the gate blocks q < ngates, and the hidden units [lo, hi) of its gate pass, which can run
+    right after.  own (units_split(H, nc), decided for the whole team, whose barriers must
+    match): each thread computes the gate columns of its own units (its gate pass then reads
+    nothing another thread wrote: no barrier, no cache lines moving between cores);
+    otherwise the threads split the columns and a barrier ends the product."""
+    if own:
+        lo[0] = H // nc * c
+        hi[0] = H // nc * (c + 1)
+        pgemm_units(lo[0], hi[0], n0, ngates, H, M, K, A, lda, Wp, N, beta, C, ldc, work)
+    else:
+        pgemm_cols(c, nc, M, n0, ngates * H, K, A, lda, Wp, N, beta, C, ldc, work)
+        fr_barrier()
+        unit_chunk(H, c, nc, lo, hi)
 
 
 cdef inline void pgemm_units(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n0, Py_ssize_t ngates,
@@ -102,9 +122,7 @@ cdef inline void pgemm_units(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n0, Py_ssi
                              Py_ssize_t lda, const floating *Wp, Py_ssize_t N, floating beta,
                              floating *C, Py_ssize_t ldc, floating *work) noexcept nogil:
     """Columns n0 + q H + [lo, hi) of pgemm C = A W^T + beta C, q < ngates (the gate blocks
-    of hidden units lo .. hi; one product when they are all the units).  Each thread then
-    writes exactly the gate columns its own gate pass reads: no barrier between the two, and
-    no cache lines moving between cores."""
+    of hidden units lo .. hi; one product when they are all the units), A packed once."""
     if lo >= hi:
         return
     if lo == 0 and hi == H:

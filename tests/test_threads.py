@@ -1,7 +1,9 @@
 """Time steps shared between threads give the same results as one thread and as the reference.
 
 The thread split is forced on small models (the size threshold is lowered) with odd sizes, so
-that column chunks end inside packing panels and hidden-unit chunks are uneven.
+that column chunks end inside packing panels and hidden-unit chunks are uneven; and with hidden
+sizes that split into whole panels per thread (64 on 2 threads, 96 on 3), where each thread
+computes the gate columns of its own hidden units (kernels/rnn_common.pxd, pgemm_gates).
 """
 import os
 import subprocess
@@ -29,11 +31,12 @@ def forced_threads(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind, proj_size, reset_after", CASES)
 @pytest.mark.parametrize("B", [1, 5])
+@pytest.mark.parametrize("H", [45, 64, 96])
 def test_threads_match_reference(forced_threads, rng, threads, dtype, kind, proj_size,
-                                 reset_after, B):
+                                 reset_after, B, H):
     fusedrnn.set_num_threads(threads)
     assert fusedrnn.get_num_threads() == threads
-    cfg = layer_cfg(9, 45, num_layers=2, bidirectional=True, proj_size=proj_size)
+    cfg = layer_cfg(9, H, num_layers=2, bidirectional=True, proj_size=proj_size)
     cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
     extra = {} if kind == "lstm" else {"reset_after": reset_after}
     model = cls(dtype=dtype, seed=3, **cfg, **extra)
@@ -66,11 +69,12 @@ def test_threadpoolctl_limits_the_time_loop():
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind, proj_size, reset_after", CASES)
+@pytest.mark.parametrize("H", [45, 96])
 def test_backward_threads_match_one_thread(forced_threads, rng, threads, dtype, kind, proj_size,
-                                           reset_after):
+                                           reset_after, H):
     """Gradients with steps shared between threads equal the one-thread gradients, which
     test_training.py checks against torch autograd."""
-    cfg = layer_cfg(9, 45, num_layers=2, bidirectional=True, proj_size=proj_size)
+    cfg = layer_cfg(9, H, num_layers=2, bidirectional=True, proj_size=proj_size)
     cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
     extra = {} if kind == "lstm" else {"reset_after": reset_after}
     model = cls(dtype=dtype, seed=3, **cfg, **extra)
@@ -115,3 +119,28 @@ def test_directions_together_or_in_turn(forced_threads, monkeypatch, rng, thread
         grads.append(model.backward(tape, np.ones_like(out))[2])
     for name in grads[0]:
         assert_tree_close(grads[1][name], grads[0][name], np.float64, what=name)
+
+
+def test_team_smaller_than_asked():
+    """OpenMP may give a parallel region fewer threads than asked (OMP_THREAD_LIMIT, a call
+    from inside another OpenMP region): a bidirectional layer meant to run its two directions
+    at the same time on 2 threads then runs them in turn on one, with the same results."""
+    code = """if True:
+        import numpy as np, fusedrnn
+        from fusedrnn import _threads
+        _threads.MIN_WORK_PER_THREAD = 1
+        m = fusedrnn.LSTM(8, 64, bidirectional=True, seed=0)
+        x = np.random.default_rng(0).standard_normal((5, 3, 8)).astype(np.float32)
+        fusedrnn.set_num_threads(1)
+        ref = m(x)
+        fusedrnn.set_num_threads(2)
+        assert m._engine._plan(3)[1], "the directions should run together"
+        got = m(x)
+        for a, b in zip((ref[0],) + ref[1], (got[0],) + got[1]):
+            np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+        print("ok")
+    """
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
