@@ -120,21 +120,24 @@ cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt, bint own
                          floating *tag) noexcept nogil:
     """Thread tid of nt: its share of every phase of a forward pass over the sequence; own:
     the steps split hidden units in whole panels (pgemm_gates; the same for the whole team)."""
-    cdef Py_ssize_t s, T = r.T, B = r.B, G = cl.G, I = cl.I_
+    cdef Py_ssize_t s, T = r.T, B = r.B, G = cl.G, I = cl.I_, lo, hi
     # input projection of the whole sequence: gates = x W_ih^T, one packed GEMM whose rows (few
     # rows: columns) are shared between the threads
     if r.nact != NULL:
         pgemm_steps(tid, nt, T, B, r.nact, G, I, <const floating *>r.x, r.xrow, I,
                     <const floating *>r.wp_ih, <floating *>r.gates, G,
                     <floating *>r.work + tid * r.wsz)
+        fr_barrier()
     elif T * B <= SMALL_ROWS:
-        pgemm_cols(tid, nt, T * B, 0, G, I, <const floating *>r.x, I,
-                   <const floating *>r.wp_ih, G, <floating>0, <floating *>r.gates, G,
-                   <floating *>r.work + tid * r.wsz)
+        # split as the steps split their products (pgemm_gates): with own units, a thread's
+        # steps read only the columns it computes here, so no barrier
+        pgemm_gates(tid, nt, own, 0, G // cl.H, cl.H, T * B, I, <const floating *>r.x, I,
+                    <const floating *>r.wp_ih, G, <floating>0, <floating *>r.gates, G,
+                    <floating *>r.work + tid * r.wsz, &lo, &hi)
     else:
         pgemm_rows(tid, nt, T * B, G, I, <const floating *>r.x, I, <const floating *>r.wp_ih,
                    <floating>0, <floating *>r.gates, G, <floating *>r.work + tid * r.wsz)
-    fr_barrier()
+        fr_barrier()
     for s in range(T):
         if cl.kind == LSTM_CELL:
             lstm_step(cl, r, s, tid, nt, own, tag)

@@ -144,3 +144,26 @@ def test_team_smaller_than_asked():
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("H", [45, 64, 96])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_orig"])
+@pytest.mark.parametrize("T", [1, 3])
+def test_short_calls_on_threads(forced_threads, rng, threads, H, kind, T):
+    """Calls of T * B <= 4 rows (a cell step, a short stream chunk) split their input
+    projection like their steps (by hidden units when H splits into whole panels per thread):
+    the same as one thread and as the reference."""
+    cfg = layer_cfg(7, H)
+    cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+    extra = {"reset_after": kind != "gru_orig"} if kind != "lstm" else {}
+    model = cls(seed=5, **cfg, **extra)
+    x, hx = layer_data(rng, "lstm" if kind == "lstm" else "gru", cfg, T, 1, hx=True,
+                       dtype=np.float32)
+    fusedrnn.set_num_threads(threads)
+    got = model(x, hx)
+    expected = ref_layer("lstm" if kind == "lstm" else "gru", model.state_dict(), x, hx, cfg,
+                         reset_after=kind != "gru_orig")
+    assert_tree_close(got, expected, np.float32)
+    fusedrnn.set_num_threads(1)
+    assert_tree_close(got, model(x, hx), np.float32)
