@@ -1,0 +1,93 @@
+"""Combine several runs of ``python -m fusedrnn.bench --out DIR`` over the same matrix.
+
+On a shared VM the speed of the machine drifts for seconds at a time (neighbours taking the
+caches, the memory bandwidth or a core), and the implementations of a row are timed one after
+the other, so one slow phase can land on one implementation only. This script takes, for every
+row (configuration and thread count) and every implementation, the lowest of the runs' medians,
+the same rule for every implementation, recomputes the ratios fusedrnn / peer from those, and
+prints the geometric means of the issue-7 targets and one markdown table per row kind.
+
+    python tools/best_of_runs.py RUN1/results.json RUN2/results.json [...]
+"""
+import json
+import math
+import sys
+from collections import OrderedDict
+
+PEERS = ("numpy", "torch", "ort")
+INFERENCE = ("forward", "cell", "stream", "call", "lengths")
+
+
+def combine(paths):
+    """-> OrderedDict (config, threads) -> {"kind", "params", "flops", "best": {impl: ms}}."""
+    rows = OrderedDict()
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        for r in data["rows"]:
+            key = (r["config"], r["threads"])
+            entry = rows.setdefault(key, dict(kind=r["kind"], params=r.get("params", {}),
+                                              best={}, runs=0))
+            entry["runs"] += 1
+            for impl, res in r.get("results", {}).items():
+                if res.get("status") == "ok":
+                    ms = res["median_ms"]
+                    entry["best"][impl] = min(ms, entry["best"].get(impl, math.inf))
+    return rows
+
+
+def geomean(values):
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
+
+
+def ratios(entry):
+    best = entry["best"]
+    fr = best.get("fusedrnn")
+    if fr is None:
+        return {}
+    return {p: best[p] / fr for p in PEERS + ("padded",) if p in best}
+
+
+def main(paths):
+    rows = combine(paths)
+    threads = sorted({t for _, t in rows})
+    print(f"best of {len(paths)} runs: {', '.join(paths)}\n")
+    for th in threads:
+        sel = [(k, e) for k, e in rows.items() if k[1] == th]
+        for peer in ("torch", "ort"):
+            for kinds, label in ((("forward",), "forward rows"), (INFERENCE, "all inference rows"),
+                                 (("cell", "stream", "call"), "latency rows"),
+                                 (("train",), "training rows")):
+                v = [ratios(e)[peer] for _, e in sel if e["kind"] in kinds and peer in ratios(e)]
+                if v:
+                    print(f"{th} thread(s), {label:18s} vs {peer:5s}: geomean {geomean(v):.2f}x, "
+                          f"min {min(v):.2f}x, >= 1.0 in {sum(x >= 1 for x in v)}/{len(v)}")
+        print()
+    for kind in ("forward", "train", "cell", "stream", "call", "lengths"):
+        for th in threads:
+            sel = [(k, e) for k, e in rows.items() if k[1] == th and e["kind"] == kind]
+            if not sel:
+                continue
+            unit = "ms" if kind in ("forward", "train", "lengths") else "µs"
+            scale = 1.0 if unit == "ms" else 1e3
+            impls = [i for i in ("fusedrnn", "padded") + PEERS
+                     if any(i in e["best"] for _, e in sel)]
+            peers = [p for p in ("torch", "ort", "padded") if p in impls]
+            print(f"#### {kind}, {th} thread(s)\n")
+            print("| config | " + " | ".join(f"{i} {unit}" for i in impls) + " | "
+                  + " | ".join(f"vs {p}" if p != "padded" else "padded / lengths"
+                               for p in peers) + " |")
+            print("|---|" + "--:|" * (len(impls) + len(peers)))
+            for (config, _), e in sel:
+                cells = [f"{e['best'][i] * scale:.3g}" if i in e["best"] else "n/a"
+                         for i in impls]
+                rs = ratios(e)
+                cells += [f"{rs[p]:.2f}x" if p in rs else "-" for p in peers]
+                print(f"| {config} | " + " | ".join(cells) + " |")
+            print()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1:])
