@@ -20,7 +20,6 @@ import threading
 import numpy as np
 
 from ._kernels import aligned_array
-
 from ._threads import blas_single_thread, get_num_threads, step_threads
 
 # Below this many multiply-adds per step and direction, the two directions of a layer run one
