@@ -175,3 +175,32 @@ def test_lengths_are_drawn_from_the_seed_and_the_batch_shape():
 def test_recurrent_bytes_is_the_packed_size(cfg, expected):
     from fusedrnn.bench.configs import Config, recurrent_bytes
     assert recurrent_bytes(Config(batch=1, **cfg)) == expected
+
+
+def test_best_of_runs_takes_each_implementations_lowest_median(tmp_path, capsys):
+    """tools/best_of_runs.py: per row and implementation the lowest of the runs' medians (the
+    same rule for every implementation), ratios from those; failed results are left out."""
+    spec = importlib.util.spec_from_file_location(
+        "best_of_runs", os.path.join(os.path.dirname(__file__), "..", "tools", "best_of_runs.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def run(fr, torch, ort_status="ok"):
+        return {"rows": [{"config": "lstm T100 B1 H8", "kind": "forward", "threads": 1,
+                          "results": {"fusedrnn": {"status": "ok", "median_ms": fr},
+                                      "torch": {"status": "ok", "median_ms": torch},
+                                      "ort": {"status": ort_status, "median_ms": 1.0}}}]}
+
+    paths = []
+    for i, r in enumerate([run(10.0, 20.0), run(12.0, 15.0, "mismatch")]):
+        paths.append(str(tmp_path / f"r{i}.json"))
+        with open(paths[-1], "w") as f:
+            json.dump(r, f)
+    rows = mod.combine(paths)
+    entry = rows[("lstm T100 B1 H8", 1)]
+    assert entry["best"] == {"fusedrnn": 10.0, "torch": 15.0, "ort": 1.0}
+    assert mod.ratios(entry) == {"torch": 1.5, "ort": 0.1}
+    mod.main(paths)
+    out = capsys.readouterr().out
+    assert "forward rows       vs torch: geomean 1.50x" in out
+    assert "| lstm T100 B1 H8 | 10 | 15 | 1 | 1.50x | 0.10x |" in out
