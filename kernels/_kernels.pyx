@@ -17,8 +17,9 @@ each phase (fr_threads.h).  A forward step is split by hidden units when H split
 panels (pgemm_gates): a thread computes the gate columns of its own units and then their gate
 pass, which reads nothing another thread wrote, so the step needs one barrier (after the gate
 pass) and no cache line moves between cores until h_t is read by the next step.  With one
-thread there is no parallel region at all.  Two directions of a bidirectional layer can run in the same region,
-each on its half of the threads: they have the same phases, so the team barrier keeps them in step.
+thread there is no parallel region at all.  Two directions of a bidirectional layer can run
+in the same region, each on its half of the threads: they have the same phases, so the team
+barrier keeps them in step.
 """
 import numpy as np
 cimport numpy as cnp
@@ -213,6 +214,15 @@ cdef inline void forward_cell(const Cell *cl, const Run *r, int tid, int nt,
         forward_thread(cl, r, tid, nt, own, <float *>NULL)
 
 
+cdef inline void backward_cell(const Cell *cl, const Run *r, const Grad *gr, int tid,
+                               int nt) noexcept nogil:
+    """backward_thread of the cell's floating type."""
+    if cl.dbl:
+        backward_thread(cl, r, gr, tid, nt, <double *>NULL)
+    else:
+        backward_thread(cl, r, gr, tid, nt, <float *>NULL)
+
+
 cdef void finish_forward(const Cell *cl, const Run *r) noexcept nogil:
     """Copy the final state: h_n from the last step's rows of out, c_n from its slot (LSTM)."""
     cdef Py_ssize_t b, isz = 8 if cl.dbl else 4
@@ -238,18 +248,12 @@ cdef void run_backward(const Cell *cl, const Run *r, const Grad *gr, int threads
     if cl.kind == LSTM_CELL:
         memcpy(gr.dc0, gr.dc_n, r.B * cl.H * isz)     # dc0 holds the running dL/dc
     if threads <= 1:                                  # as in run_forward
-        if cl.dbl:
-            backward_thread(cl, r, gr, 0, 1, <double *>NULL)
-        else:
-            backward_thread(cl, r, gr, 0, 1, <float *>NULL)
+        backward_cell(cl, r, gr, 0, 1)
     else:
         with parallel(num_threads=threads):
             tid = fr_thread_num()
             nt = fr_num_threads()
-            if cl.dbl:
-                backward_thread(cl, r, gr, tid, nt, <double *>NULL)
-            else:
-                backward_thread(cl, r, gr, tid, nt, <float *>NULL)
+            backward_cell(cl, r, gr, tid, nt)
     # b_ih and b_hh get the same gradient, but for GRU_CELL's b_hn (its own, in db_hh)
     n_bias = 2 * cl.H if cl.kind == GRU_CELL else cl.G
     memcpy(gr.db_hh, gr.db_ih, n_bias * isz)
