@@ -501,9 +501,8 @@ def aligned_array(tuple shape, dtype, Py_ssize_t min_bytes=0):
     cdef Py_ssize_t n = 1, d
     for d in shape:
         n *= d
-    a = np.empty(shape, dtype=dtype)
-    if n * a.itemsize < min_bytes or <size_t>cnp.PyArray_DATA(a) % 64 == 0:
-        return a
+    if n * np.dtype(dtype).itemsize < min_bytes:
+        return np.empty(shape, dtype=dtype)
     return aligned_empty(n, dtype).reshape(shape)
 
 

@@ -58,7 +58,8 @@ def main(paths):
             for kinds, label in ((("forward",), "forward rows"), (INFERENCE, "all inference rows"),
                                  (("cell", "stream", "call"), "latency rows"),
                                  (("train",), "training rows")):
-                v = [ratios(e)[peer] for _, e in sel if e["kind"] in kinds and peer in ratios(e)]
+                v = [r[peer] for r in (ratios(e) for _, e in sel if e["kind"] in kinds)
+                     if peer in r]
                 if v:
                     print(f"{th} thread(s), {label:18s} vs {peer:5s}: geomean {geomean(v):.2f}x, "
                           f"min {min(v):.2f}x, >= 1.0 in {sum(x >= 1 for x in v)}/{len(v)}")

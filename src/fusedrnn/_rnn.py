@@ -199,8 +199,7 @@ class _RNNBase(Parametrized):
             out = np.zeros((T * B, self.num_directions * self._P), dtype=self.dtype)
         if tape is not None:
             tape.out = out      # the last layer's output in the caller's order, before merging
-        if self.merge_mode != "concat":
-            out = self._merge(out)
+        out = self._merge(out)
         out = out.reshape(T, B, out.shape[1])
         return self._format_output(out, batched), finals, tape
 
