@@ -467,6 +467,25 @@ cdef inline void *buf(object a, str name, Py_ssize_t rows, Py_ssize_t cols, int 
     return cnp.PyArray_DATA(arr)
 
 
+def ready(a, cnp.dtype dtype, tuple shape):
+    """a is already what the kernels take: an ndarray (exactly) of dtype and shape, C-contiguous
+    and aligned.  The short calls' path (fusedrnn._rnn) takes such arguments as they are;
+    anything else goes through the full checks and conversions, and their errors."""
+    cdef cnp.ndarray arr
+    cdef int i, nd
+    if not cnp.PyArray_CheckExact(a):
+        return False
+    arr = <cnp.ndarray>a
+    nd = cnp.PyArray_NDIM(arr)
+    if <object>cnp.PyArray_DESCR(arr) is not dtype or nd != len(shape) or not (
+            cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
+        return False
+    for i in range(nd):
+        if cnp.PyArray_DIMS(arr)[i] != <Py_ssize_t>shape[i]:
+            return False
+    return True
+
+
 cdef inline void *index_buf(object a, str name, Py_ssize_t n) except? NULL:
     """The data of `a` after checking it is a C-contiguous (n,) array of Py_ssize_t."""
     if (not isinstance(a, np.ndarray) or a.dtype != np.intp or a.ndim != 1 or a.shape[0] != n
@@ -499,9 +518,10 @@ def aligned_array(tuple shape, dtype, Py_ssize_t min_bytes=0):
     line.  Smaller arrays come from numpy as they are (for a new array per call: aligning
     costs ~1 us, much of a short call)."""
     cdef Py_ssize_t n = 1, d
+    cdef cnp.dtype dt = dtype if isinstance(dtype, cnp.dtype) else np.dtype(dtype)
     for d in shape:
         n *= d
-    if n * np.dtype(dtype).itemsize < min_bytes:
+    if n * dt.itemsize < min_bytes:
         return np.empty(shape, dtype=dtype)
     return aligned_empty(n, dtype).reshape(shape)
 

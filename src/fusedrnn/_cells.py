@@ -17,6 +17,15 @@ class _CellMixin:
     def __call__(self, input, hx=None):
         return self.forward(input, hx)
 
+    def forward(self, input, hx=None):
+        """One step: h_1 (GRUCell) or (h_1, c_1) (LSTMCell) from x (B, I) or (I,) and hx."""
+        if type(input) is np.ndarray and input.ndim == 2:
+            fast = self._short_call(input, hx, ())
+            if fast is not None:
+                finals = fast[1]
+                return finals if len(finals) == 2 else finals[0]
+        return self._run(input, hx, train=False, rng=None)[1]
+
     def _suffix(self, layer, direction):
         return ""
 
@@ -67,9 +76,6 @@ class LSTMCell(_CellMixin, LSTM):
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None):
         super().__init__(input_size, hidden_size, 1, bias, False, 0.0, False, 0, dtype, seed)
 
-    def forward(self, input, hx=None):
-        return self._run(input, hx, train=False, rng=None)[1]
-
     def forward_train(self, input, hx=None):
         _, state, tape = self._run(input, hx, train=True, rng=None)
         return state, tape
@@ -90,9 +96,6 @@ class GRUCell(_CellMixin, GRU):
                  seed=None):
         super().__init__(input_size, hidden_size, 1, bias, False, 0.0, False, reset_after,
                          dtype, seed)
-
-    def forward(self, input, hx=None):
-        return self._run(input, hx, train=False, rng=None)[1]
 
     def forward_train(self, input, hx=None):
         _, state, tape = self._run(input, hx, train=True, rng=None)

@@ -114,6 +114,18 @@ class Engine:
         plans[ident] = (key, plan)
         return plan
 
+    def forward_one(self, x, T, B, init):
+        """Inference of a one-layer, one-direction model, the path of short calls: x (T*B, I)
+        and init ((B, size) per state) already as the kernels take them -> (out (T*B, P), the
+        final states as new (B, size) arrays)."""
+        m = self.model
+        threads, _, plan = self._inference(T, B, None)
+        (k,), (b,) = plan[0]
+        out = aligned_array((T * B, m._P), m.dtype, OUT_ALIGN_MIN_BYTES)
+        finals = tuple([np.empty(s.shape, m.dtype) for s in init])
+        k.forward(b, x, out, 0, init, finals, False, threads)
+        return out, finals
+
     def forward(self, x, init, finals, tape, rng, lengths=None):
         """All layers and directions over x (T, B, I); writes finals; returns the last
         layer's output (T*B, D*P).  With a tape (training) every pass keeps its buffers and

@@ -9,6 +9,7 @@ the BPTT kernels layer by layer, top to bottom.
 import numpy as np
 
 from . import _kernels
+from ._kernels import ready
 from ._engine import Engine, Tape
 from ._lengths import Lengths
 from ._params import Parametrized, make_rng
@@ -150,8 +151,42 @@ class _RNNBase(Parametrized):
         ``pack_padded_sequence(x, lengths, enforce_sorted=False)``: ``out`` is zero past each
         sequence's length, ``h_n`` holds each sequence's state at its own last step, the
         reverse direction starts there.  Padded steps cost no arithmetic."""
+        if lengths is None and type(input) is np.ndarray and input.ndim == 3:
+            fast = self._short_call(input, hx, (1,))
+            if fast is not None:
+                out, finals = fast
+                finals = tuple([f[None] for f in finals])
+                return out, (finals if len(finals) == 2 else finals[0])
         out, finals, _ = self._run(input, hx, train=False, rng=None, lengths=lengths)
         return out, finals
+
+    def _short_call(self, x, hx, lead):
+        """Inference without the general checks and conversions, when a one-layer,
+        one-direction model (not batch_first) gets x (T, B, I) (a cell: (B, I)) and hx (or
+        None) already as the kernels take them (``ready``, each state of shape lead + (B, size):
+        lead (1,) for a layer, () for a cell): -> (out (T, B, P) or (B, P), the final states
+        (B, size)), or None (then the general path checks everything and raises its errors).
+        Short calls (cells, stream steps) spend most of their time in Python otherwise."""
+        if self.num_layers != 1 or self.bidirectional or self.batch_first:
+            return None
+        shape = x.shape
+        B = shape[-2]
+        T = shape[0] if lead else 1
+        if not (0 < T * B < 2**31 and ready(x, self.dtype, shape[:-1] + (self.input_size,))):
+            return None
+        sizes = self._state_sizes()
+        if hx is None:
+            init = tuple([np.zeros((B, s), dtype=self.dtype) for s in sizes])
+        else:
+            parts = (hx,) if len(sizes) == 1 else hx
+            if type(parts) is not tuple or len(parts) != len(sizes):
+                return None
+            for p, s in zip(parts, sizes):
+                if not ready(p, self.dtype, lead + (B, s)):
+                    return None
+            init = tuple([p[0] for p in parts]) if lead else parts
+        out, finals = self._engine.forward_one(x.reshape(T * B, -1), T, B, init)
+        return out.reshape(shape[:-1] + (self._P,)), finals
 
     def forward_train(self, input, hx=None, rng=None, lengths=None):
         """Like ``forward``, plus a tape for ``backward``: returns ``out, h_n, tape``.
