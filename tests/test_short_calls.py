@@ -38,15 +38,17 @@ def is_cell(model):
 
 def args(rng, model, T, B, dtype):
     """(x, hx) as the kernels take them: x (T, B, I) (cell: (B, I)), hx with its layer axis
-    (a cell: without); values exact in float32 and float64."""
+    (a cell: without); B None: unbatched (x (T, I) or (I,), no batch axis in hx either);
+    values exact in float32 and float64."""
     def normal(shape):
         return rng.standard_normal(shape).astype(np.float32).astype(dtype)
-    lead = () if is_cell(model) else (1,)
-    x = normal(((B,) if is_cell(model) else (T, B)) + (I,))
+    b = () if B is None else (B,)
+    lead = (() if is_cell(model) else (1,)) + b
+    x = normal((b if is_cell(model) else (T,) + b) + (I,))
     P = model.proj_size or H if isinstance(model, fusedrnn.LSTM) else H
     if isinstance(model, fusedrnn.LSTM):
-        return x, (normal(lead + (B, P)), normal(lead + (B, H)))
-    return x, normal(lead + (B, P))
+        return x, (normal(lead + (P,)), normal(lead + (H,)))
+    return x, normal(lead + (P,))
 
 
 def reference_call(model, x, hx):
@@ -66,7 +68,8 @@ def general_path_fails(monkeypatch, model):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
 @pytest.mark.parametrize("case", list(MODELS))
-@pytest.mark.parametrize("T,B", [(1, 1), (3, 2)])
+@pytest.mark.parametrize("T,B", [(1, 1), (3, 2), (1, None), (3, None)],
+                         ids=["T1-B1", "T3-B2", "T1-unbatched", "T3-unbatched"])
 def test_taken_and_equal_to_reference_and_general_path(rng, monkeypatch, case, dtype, T, B):
     model = build(case, dtype)
     x, hx = args(rng, model, T, B, dtype)
@@ -76,7 +79,7 @@ def test_taken_and_equal_to_reference_and_general_path(rng, monkeypatch, case, d
     general_path_fails(monkeypatch, model)
     got = model(x, hx)
     if is_cell(model) and not isinstance(model, fusedrnn.LSTM):
-        assert isinstance(got, np.ndarray) and got.shape == (B, H)
+        assert isinstance(got, np.ndarray) and got.shape == (() if B is None else (B,)) + (H,)
     assert_tree_close(got, general, dtype, "short call vs general path", atol=0)
     np.testing.assert_equal(got, general)          # bitwise: the same kernels, the same rows
     assert_tree_close(got, reference_call(model, x, hx), dtype, "short call vs reference")

@@ -19,8 +19,8 @@ class _CellMixin:
 
     def forward(self, input, hx=None):
         """One step: h_1 (GRUCell) or (h_1, c_1) (LSTMCell) from x (B, I) or (I,) and hx."""
-        if type(input) is np.ndarray and input.ndim == 2:
-            fast = self._short_call(input, hx, ())
+        if type(input) is np.ndarray:
+            fast = self._short_call(input, hx, cell=True)
             if fast is not None:
                 finals = fast[1]
                 return finals if len(finals) == 2 else finals[0]

@@ -151,29 +151,33 @@ class _RNNBase(Parametrized):
         ``pack_padded_sequence(x, lengths, enforce_sorted=False)``: ``out`` is zero past each
         sequence's length, ``h_n`` holds each sequence's state at its own last step, the
         reverse direction starts there.  Padded steps cost no arithmetic."""
-        if lengths is None and type(input) is np.ndarray and input.ndim == 3:
-            fast = self._short_call(input, hx, (1,))
+        if lengths is None and type(input) is np.ndarray:
+            fast = self._short_call(input, hx, cell=False)
             if fast is not None:
                 out, finals = fast
-                finals = tuple([f[None] for f in finals])
                 return out, (finals if len(finals) == 2 else finals[0])
         out, finals, _ = self._run(input, hx, train=False, rng=None, lengths=lengths)
         return out, finals
 
-    def _short_call(self, x, hx, lead):
+    def _short_call(self, x, hx, cell):
         """Inference without the general checks and conversions, when a one-layer,
-        one-direction model (not batch_first) gets x (T, B, I) (a cell: (B, I)) and hx (or
-        None) already as the kernels take them (``ready``, each state of shape lead + (B, size):
-        lead (1,) for a layer, () for a cell): -> (out (T, B, P) or (B, P), the final states
-        (B, size)), or None (then the general path checks everything and raises its errors).
-        Short calls (cells, stream steps) spend most of their time in Python otherwise."""
+        one-direction model (not batch_first) gets x and hx (or None) already as the kernels
+        take them (``ready``): x (T, B, I) or unbatched (T, I), states (1, B, size) or (1, size)
+        (a cell: x (B, I) or (I,), states (B, size) or (size,)).  -> (out shaped like x with P
+        features, the final states shaped like hx's), or None: then the general path checks
+        everything and raises its errors.  Short calls (cells, stream steps) spend most of
+        their time in Python otherwise."""
         if self.num_layers != 1 or self.bidirectional or self.batch_first:
             return None
         shape = x.shape
-        B = shape[-2]
-        T = shape[0] if lead else 1
+        batched = len(shape) == (2 if cell else 3)
+        if not batched and len(shape) != (1 if cell else 2):
+            return None
+        T = 1 if cell else shape[0]
+        B = shape[-2] if batched else 1
         if not (0 < T * B < 2**31 and ready(x, self.dtype, shape[:-1] + (self.input_size,))):
             return None
+        lead = (() if cell else (1,)) + ((B,) if batched else ())
         sizes = self._state_sizes()
         if hx is None:
             init = tuple([np.zeros((B, s), dtype=self.dtype) for s in sizes])
@@ -182,11 +186,12 @@ class _RNNBase(Parametrized):
             if type(parts) is not tuple or len(parts) != len(sizes):
                 return None
             for p, s in zip(parts, sizes):
-                if not ready(p, self.dtype, lead + (B, s)):
+                if not ready(p, self.dtype, lead + (s,)):
                     return None
-            init = tuple([p[0] for p in parts]) if lead else parts
+            init = tuple([p.reshape(B, s) for p, s in zip(parts, sizes)])
         out, finals = self._engine.forward_one(x.reshape(T * B, -1), T, B, init)
-        return out.reshape(shape[:-1] + (self._P,)), finals
+        return (out.reshape(shape[:-1] + (self._P,)),
+                tuple([f.reshape(lead + (s,)) for f, s in zip(finals, sizes)]))
 
     def forward_train(self, input, hx=None, rng=None, lengths=None):
         """Like ``forward``, plus a tape for ``backward``: returns ``out, h_n, tape``.

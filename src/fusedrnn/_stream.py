@@ -42,10 +42,9 @@ class Stream:
         m = self.model
         if self.batch is not None and type(x) is np.ndarray and x.ndim == 3:
             st = self._state
-            fast = m._short_call(x, st if len(st) == 2 else st[0], (1,))
+            fast = m._short_call(x, st if len(st) == 2 else st[0], cell=False)
             if fast is not None:
-                out, finals = fast
-                self._state = tuple([f[None] for f in finals])
+                out, self._state = fast
                 return out
         xa, batched = m._check_input(x)
         if batched != (self.batch is not None) or (batched and xa.shape[1] != self.batch):
