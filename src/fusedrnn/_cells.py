@@ -5,6 +5,7 @@ whose parameters have no ``_l0`` suffix (``weight_ih``, ``weight_hh``, ``bias_ih
 """
 import numpy as np
 
+from ._engine import hx_form
 from ._rnn import GRU, LSTM
 from ._validate import as_real_array, check_shape, kernel_array
 
@@ -22,8 +23,7 @@ class _CellMixin:
         if type(input) is np.ndarray:
             fast = self._short_call(input, hx, cell=True)
             if fast is not None:
-                finals = fast[1]
-                return finals if len(finals) == 2 else finals[0]
+                return hx_form(fast[1])
         return self._run(input, hx, train=False, rng=None)[1]
 
     def _suffix(self, layer, direction):

@@ -29,6 +29,12 @@ TOGETHER_MIN_WORK = 1 << 12
 OUT_ALIGN_MIN_BYTES = 1 << 16
 
 
+def hx_form(states):
+    """A tuple of states as torch.nn passes hx and returns h_n: ``(h, c)`` for an LSTM, the
+    array ``h`` alone for a GRU."""
+    return states if len(states) == 2 else states[0]
+
+
 class Engine:
     """The kernels, buffers and loops of one model (see the module docstring)."""
 

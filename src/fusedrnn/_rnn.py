@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _kernels
 from ._kernels import ready
-from ._engine import Engine, Tape
+from ._engine import Engine, Tape, hx_form
 from ._lengths import Lengths
 from ._params import Parametrized, make_rng
 from ._stream import Stream
@@ -154,8 +154,7 @@ class _RNNBase(Parametrized):
         if lengths is None and type(input) is np.ndarray:
             fast = self._short_call(input, hx, cell=False)
             if fast is not None:
-                out, finals = fast
-                return out, (finals if len(finals) == 2 else finals[0])
+                return fast[0], hx_form(fast[1])
         out, finals, _ = self._run(input, hx, train=False, rng=None, lengths=lengths)
         return out, finals
 
@@ -220,10 +219,7 @@ class _RNNBase(Parametrized):
             x = x.copy() if np.shares_memory(x, input) else x
             init = tuple(np.array(s, copy=True) for s in init)
         out, finals, tape = self._run_checked(x, batched, init, train, rng, lengths)
-        fmt = self._format_state
-        if len(finals) == 2:
-            return out, (fmt(finals[0], batched), fmt(finals[1], batched)), tape
-        return out, fmt(finals[0], batched), tape
+        return out, hx_form(tuple([self._format_state(f, batched) for f in finals])), tape
 
     def _run_checked(self, x, batched, init, train=False, rng=None, lengths=None):
         """Run checked input x (T, B, I) from checked states init ((L*D, B, size) each), with
@@ -318,7 +314,7 @@ class _RNNBase(Parametrized):
             dinp = np.zeros((T * B, self.input_size), dtype=self.dtype)
         dx = self._format_output(dinp.reshape(T, B, self.input_size), batched)
         dhx = tuple(self._format_state(s, batched) for s in dinit)
-        return dx, (dhx if len(dhx) == 2 else dhx[0]), grads
+        return dx, hx_form(dhx), grads
 
     _d_state_names = ("d_h_n", "d_c_n")
 

@@ -10,6 +10,7 @@ length.  Bidirectional models are refused: their reverse direction needs the who
 """
 import numpy as np
 
+from ._engine import hx_form
 from ._validate import check_size
 
 
@@ -34,15 +35,13 @@ class Stream:
     def state(self):
         """The state after the last chunk: like the model's h_n (``(h_n, c_n)`` for an LSTM)."""
         batched = self.batch is not None
-        st = tuple(self.model._format_state(s, batched).copy() for s in self._state)
-        return st if len(st) == 2 else st[0]
+        return hx_form(tuple(self.model._format_state(s, batched).copy() for s in self._state))
 
     def __call__(self, x):
         """Run the next chunk; returns its outputs, shaped like the model's ``out``."""
         m = self.model
         if self.batch is not None and type(x) is np.ndarray and x.ndim == 3:
-            st = self._state
-            fast = m._short_call(x, st if len(st) == 2 else st[0], cell=False)
+            fast = m._short_call(x, hx_form(self._state), cell=False)
             if fast is not None:
                 out, self._state = fast
                 return out

@@ -29,6 +29,7 @@ import math
 import numpy as np
 
 from ._cells import _CellMixin
+from ._engine import hx_form
 from ._rnn import GRU, LSTM
 
 _controller = None
@@ -101,7 +102,7 @@ def predict(model, x, hx=None, lengths=None):
             f.append(da.from_delayed(part, (LD, n, size), dtype=model.dtype))
     out = da.concatenate(outs, axis=0)
     finals = tuple(da.concatenate(f, axis=1) for f in finals)
-    return out, (finals if len(finals) == 2 else finals[0])
+    return out, hx_form(finals)
 
 
 def _predict_block(model, x, states, lengths):
