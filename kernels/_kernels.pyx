@@ -35,7 +35,8 @@ from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64, fr_packed_work
                           fr_gemm_packed_blocks_f64)
 from rnn_common cimport (pack_weights, pgemm_cols, pgemm_rows, pgemm_steps, unit_chunk,
                          pgemm_gates, units_split,
-                         rows_gemm, grad_gemm, grad_hprev, colsum_chunk, zero_rows)
+                         rows_gemm, grad_gemm, pack_rows, pack_hprev, grad_packed,
+                         zero_rows)
 from gate_passes cimport (lstm_fwd, lstm_bwd, gru_fwd, gru_rz, gru_n, gru_bwd, gru_bwd1,
                           gru_bwd2, add_rows)
 from rnn_math cimport fr_activations_f32, fr_activations_f64
@@ -149,23 +150,26 @@ cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt, bint own
 cdef void backward_thread(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt,
                           floating *tag) noexcept nogil:
     """Thread tid of nt: its share of every phase of backpropagation through the sequence:
-    the steps in reverse order, then the weight gradients and dx (one GEMM each over all
+    the steps in reverse order, then the weight gradients (the tails) and dx (GEMMs over all
     T*B rows, output rows shared)."""
     cdef Py_ssize_t sb, T = r.T, B = r.B, G = cl.G, I = cl.I_
+    # x and h_{t-1} packed for the weight gradients (grad_packed); the steps do not write them,
+    # and their barriers (at least one per step, T >= 1) order this before the tails
+    pack_rows(tid, nt, I, T * B, 0, T * B, <const floating *>r.x, I, <floating *>gr.xp)
+    pack_hprev(tid, nt, T, B, cl.P, <const floating *>r.out, r.ldo, <const floating *>r.h0,
+               r.reverse, <floating *>gr.hp)
     for sb in range(T):
         if cl.kind == LSTM_CELL:
             lstm_step_back(cl, r, gr, T - 1 - sb, tid, nt, tag)
         else:
             gru_step_back(cl, r, gr, T - 1 - sb, tid, nt, tag)
-    cdef const floating *gates = <const floating *>r.gates
-    grad_gemm(tid, nt, G, I, T * B, gates, G, <const floating *>r.x, I,
-              <floating *>gr.dW_ih, I)
-    rows_gemm(tid, nt, NoTrans, T * B, I, G, gates, G, <const floating *>cl.W_ih, I,
-              <floating>(1 if gr.accumulate else 0), <floating *>gr.dx, I)
     if cl.kind == LSTM_CELL:
         lstm_tail(cl, r, gr, tid, nt, tag)
     else:
         gru_tail(cl, r, gr, tid, nt, tag)
+    rows_gemm(tid, nt, NoTrans, T * B, I, G, <const floating *>r.gates, G,
+              <const floating *>cl.W_ih, I, <floating>(1 if gr.accumulate else 0),
+              <floating *>gr.dx, I)
 
 
 cdef void run_forward(const Cell **cells, const Run **runs, int n, int threads) noexcept nogil:
@@ -331,11 +335,13 @@ cdef void lstm_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_
 
 cdef void lstm_tail(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt,
                     floating *tag) noexcept nogil:
-    """dW_hh and db from dG and h_{t-1}; dW_hr = sum_t dL/dh_t^T (o tanh c_t)."""
-    cdef Py_ssize_t T = r.T, B = r.B, H = cl.H, P = cl.P, G = cl.G
-    grad_hprev(tid, nt, T, B, G, P, <const floating *>r.gates, G, <const floating *>r.out,
-               r.ldo, <const floating *>r.h0, <floating *>gr.dW_hh, P, r.reverse,
-               <const floating *>gr.ones, <floating *>gr.db_ih)
+    """dW_ih, dW_hh and db from dG, x and h_{t-1} (one product: dG is read once for both);
+    dW_hr = sum_t dL/dh_t^T (o tanh c_t)."""
+    cdef Py_ssize_t T = r.T, B = r.B, H = cl.H, P = cl.P, G = cl.G, I = cl.I_
+    grad_packed(tid, nt, G, T * B, <const floating *>r.gates, G, I, <const floating *>gr.xp,
+                <floating *>gr.dW_ih, I, P, <const floating *>gr.hp, <floating *>gr.dW_hh, P,
+                <floating *>r.work + tid * r.wsz, <const floating *>gr.ones,
+                <floating *>gr.db_ih)
     if cl.wp_hr != NULL:
         grad_gemm(tid, nt, P, H, T * B, <const floating *>gr.dhtot, P,
                   <const floating *>gr.r_all, H, <floating *>gr.dW_hr, H)
@@ -425,22 +431,28 @@ cdef void gru_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_t
 
 cdef void gru_tail(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt,
                    floating *tag) noexcept nogil:
-    """[W_hr | W_hz] and their biases from dG and h_{t-1}; W_hn from the gradient of
-    W_hn h_{t-1} + b_hn (GRU_CELL, kept in Run.state) or of r h_{t-1} (GRU_ORIG)."""
-    cdef Py_ssize_t T = r.T, B = r.B, H = cl.H, G = cl.G
+    """W_ih and b_ih from dG and x; [W_hr | W_hz] from dG and h_{t-1} (with the r, z rows of
+    W_ih: dG's r, z columns are read once for both); W_hn from the gradient of W_hn h_{t-1} +
+    b_hn (GRU_CELL, kept in Run.state) or of r h_{t-1} (GRU_ORIG)."""
+    cdef Py_ssize_t T = r.T, B = r.B, H = cl.H, G = cl.G, I = cl.I_, R = T * B
     cdef const floating *gates = <const floating *>r.gates
     cdef const floating *ones = <const floating *>gr.ones
+    cdef const floating *xp = <const floating *>gr.xp
+    cdef floating *dW_ih = <floating *>gr.dW_ih
     cdef floating *dW_hh = <floating *>gr.dW_hh
-    grad_hprev(tid, nt, T, B, 2 * H, H, gates, G, <const floating *>r.out, r.ldo,
-               <const floating *>r.h0, dW_hh, H, r.reverse, ones, <floating *>gr.db_ih)
+    cdef floating *db_ih = <floating *>gr.db_ih
+    cdef const floating *hp = <const floating *>gr.hp
+    cdef floating *work = <floating *>r.work + tid * r.wsz
+    grad_packed(tid, nt, 2 * H, R, gates, G, I, xp, dW_ih, I, H, hp, dW_hh, H, work, ones,
+                db_ih)
+    grad_packed(tid, nt, H, R, gates + 2 * H, G, I, xp, dW_ih + 2 * H * I, I, 0, NULL, NULL, 0,
+                work, ones, db_ih + 2 * H)
     if cl.kind == GRU_CELL:
-        grad_hprev(tid, nt, T, B, H, H, <const floating *>r.state, H, <const floating *>r.out,
-                   r.ldo, <const floating *>r.h0, dW_hh + 2 * H * H, H, r.reverse, ones,
-                   <floating *>gr.db_hh + 2 * H)
+        grad_packed(tid, nt, H, R, <const floating *>r.state, H, H, hp, dW_hh + 2 * H * H, H,
+                    0, NULL, NULL, 0, work, ones, <floating *>gr.db_hh + 2 * H)
     else:
-        grad_gemm(tid, nt, H, H, T * B, gates + 2 * H, G, <const floating *>gr.rh_all, H,
+        grad_gemm(tid, nt, H, H, R, gates + 2 * H, G, <const floating *>gr.rh_all, H,
                   dW_hh + 2 * H * H, H)
-    colsum_chunk(tid, nt, T * B, H, gates + 2 * H, G, ones, <floating *>gr.db_ih + 2 * H)
 
 
 # ================================================================ Python entry points
@@ -497,8 +509,9 @@ cdef inline void *index_buf(object a, str name, Py_ssize_t n) except? NULL:
 
 cdef class Buffers:
     """The work buffers of one pass (Run.gates, .state, .aux, .work) or, for backward, of
-    Grad (dr, dhtot, r_all, dgh, drh, rh_all, ones) + .work; made by Kernel.buffers()."""
-    cdef public object gates, state, aux, work, dr, dhtot, r_all, dgh, drh, rh_all, ones
+    Grad (dr, dhtot, r_all, dgh, drh, rh_all, ones, xp, hp) + .work; made by
+    Kernel.buffers()."""
+    cdef public object gates, state, aux, work, dr, dhtot, r_all, dgh, drh, rh_all, ones, xp, hp
     cdef public Py_ssize_t T, B, threads, wsz
     cdef public bint keep, backward
 
@@ -641,11 +654,13 @@ cdef class Kernel:
         # (rows, K) of every packed product: the steps' (B rows), forward the input projection's
         # too (at most T*B rows per thread, K = I)
         cdef Py_ssize_t w
+        # backward's too the weight gradients' (at most G rows, K = T*B)
         if backward and c.kind == LSTM_CELL:
-            w = max(work_elems(B, c.G, c.dbl), work_elems(B, c.P, c.dbl))
+            w = max(work_elems(B, c.G, c.dbl), work_elems(B, c.P, c.dbl),
+                    work_elems(c.G, T * B, c.dbl))
         elif backward:
             w = max(work_elems(B, c.G, c.dbl), work_elems(B, 2 * c.H, c.dbl),
-                    work_elems(B, c.H, c.dbl))
+                    work_elems(B, c.H, c.dbl), work_elems(c.G, T * B, c.dbl))
         else:
             w = max(work_elems(B, c.P, c.dbl), work_elems(B, c.H, c.dbl),
                     work_elems(T * B, max(I, c.I_), c.dbl))
@@ -670,6 +685,8 @@ cdef class Kernel:
             b.aux = aligned_array((B, H if lstm or orig else G), dt)
             return b
         b.ones = np.ones(T * B, dtype=dt)
+        b.xp = aligned_empty(packed_size(max(I, c.I_), T * B, c.dbl), dt)
+        b.hp = aligned_empty(packed_size(P, T * B, c.dbl), dt)
         z = np.empty((0, H), dtype=dt)
         b.dr = aligned_array((B, H), dt) if lstm else z
         b.dhtot = np.empty((T * B, P), dtype=dt) if lstm and proj else z
@@ -804,6 +821,10 @@ cdef class Kernel:
         g.db_ih = buf(grads[3], "db_ih", G, -1, tn, True)
         g.db_hh = buf(grads[4], "db_hh", G, -1, tn, True)
         g.ones = buf(b.ones, "ones", T * B, -1, tn, False)
+        n = packed_size(c.I_, T * B, c.dbl)
+        g.xp = buf(b.xp[:n], "xp", n, -1, tn, True)
+        n = packed_size(P, T * B, c.dbl)
+        g.hp = buf(b.hp[:n], "hp", n, -1, tn, True)
         g.dr = buf(b.dr, "dr", B, H, tn, True) if lstm else NULL
         g.dhtot = buf(b.dhtot, "dhtot", T * B, P, tn, True) if proj else NULL
         g.r_all = buf(b.r_all, "r_all", T * B if proj else B, H, tn, True) if lstm else NULL
@@ -994,3 +1015,54 @@ def packed_gemm_memview(const floating[:, ::1] A, W, double beta, floating[:, ::
         else:
             fr_gemm_packed_blocks_f64(M, n0, n1, nblk, bstride, K, &A[0, 0], NULL, K, &wp[0],
                                       N, beta, &C[0, 0], N, &wk[0])
+
+
+def pack_hprev_memview(Py_ssize_t T, Py_ssize_t B, const floating[:, ::1] h0,
+                       const floating[:, ::1] out, bint reverse, int pieces=1):
+    """The packed (N, T*B) matrix Hp^T of backward's h_{t-1} rows (rnn_common.pack_hprev),
+    packed in `pieces` shares as that many threads would (tests only)."""
+    cdef Py_ssize_t N = h0.shape[1], c
+    dt = np.float64 if floating is double else np.float32
+    Hp = aligned_empty(packed_size(N, T * B, floating is double), dt)
+    cdef floating[::1] hp = Hp
+    for c in range(pieces):
+        pack_hprev(c, pieces, T, B, N, &out[0, 0], out.shape[1], &h0[0, 0], reverse, &hp[0])
+    return Hp
+
+
+def grad_packed_memview(const floating[:, ::1] dG, const floating[:, ::1] X,
+                        floating[:, ::1] dW, X2=None, dW2=None, db=None, int pieces=1,
+                        bint work=True):
+    """dW = dG^T X (and dW2 = dG^T X2, db = the sum of dG's rows when given) through
+    rnn_common.pack_rows and grad_packed, each run in `pieces` shares as that many threads
+    would; work False: no workspace (the packed GEMM's stack path) (tests only)."""
+    cdef Py_ssize_t R = dG.shape[0], M = dG.shape[1], N = X.shape[1], N2 = 0, c
+    cdef bint dbl = floating is double
+    dt = np.float64 if dbl else np.float32
+    Xp = aligned_empty(max(1, packed_size(N, R, dbl)), dt)
+    cdef floating[::1] xp = Xp, x2p, w, ones
+    cdef floating[:, ::1] x2, dw2
+    cdef floating[::1] dbv
+    cdef floating *x2ptr = NULL
+    cdef floating *dw2ptr = NULL
+    cdef floating *dbptr = NULL
+    for c in range(pieces):
+        pack_rows(c, pieces, N, R, 0, R, &X[0, 0] if R else NULL, N, &xp[0])
+    if X2 is not None:
+        x2, dw2 = X2, dW2
+        N2 = x2.shape[1]
+        X2p = aligned_empty(max(1, packed_size(N2, R, dbl)), dt)
+        x2p = X2p
+        for c in range(pieces):
+            pack_rows(c, pieces, N2, R, 0, R, &x2[0, 0] if R else NULL, N2, &x2p[0])
+        x2ptr, dw2ptr = &x2p[0], &dw2[0, 0]
+    if db is not None:
+        dbv = db
+        dbptr = &dbv[0]
+    ones = np.ones(max(1, R), dtype=dt)
+    W = aligned_empty(max(16, work_elems(M, R, dbl)), dt)
+    w = W
+    for c in range(pieces):
+        grad_packed(c, pieces, M, R, &dG[0, 0] if R else NULL, M, N, &xp[0], &dW[0, 0], N, N2,
+                    x2ptr, dw2ptr, N2, &w[0] if work else NULL, &ones[0], dbptr)
+

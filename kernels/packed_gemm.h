@@ -15,7 +15,13 @@
  * so fr_packed_size = ceil(N / 32) * 32 * K elements.  A k-range of a panel is contiguous, and so
  * is a range of whole panels.  fr_pack_trans_* writes the same layout for W given transposed
  * (stored as K x N: W[j, k] at Wt[k ldw + j]), e.g. W_hh^T for the backward pass.
+ * fr_pack_trans_rows_* packs a range of k only (rows of W^T gathered from several arrays).
  * Wp needs no particular alignment; 64-byte alignment avoids cache-line splits and is faster.
+ *
+ * Besides the recurrent step, fr_gemm_packed_at_* serves the weight gradients of backward,
+ * dW = dG^T X summed over the T*B rows: A = dG^T is read transposed while it is packed (mr
+ * contiguous values per k) and W^T = X is packed by fr_pack_trans(_rows), reading X row by row.
+ * (OpenBLAS's sgemm on that shape spends about 15% of its time copying dG^T.)
  *
  * Kernels (one block kernel per ISA chosen by fr_isa(), kernels/fr_isa.h; no -march flag is
  * needed: the SIMD functions carry target attributes).  A block kernel computes up to mrmax rows
@@ -82,19 +88,22 @@
 #ifndef FRP_PF_STREAM
 #define FRP_PF_STREAM 0
 #endif
+/* rows of a transposed A prefetched ahead while it is packed (fr_gemm_packed_at) */
+#ifndef FRP_PF_AT
+#define FRP_PF_AT 8
+#endif
 
 FRP_API ptrdiff_t fr_packed_nr(void) { return FR_PACKED_NR; }
 
 /* ---------------------------------------------------------------- packing (ISA independent)
- * W[j, k] at W[j sj + k sk]: fr_pack (sj = ldw, sk = 1) and fr_pack_trans (sj = 1, sk = ldw) are
- * this loop with constant unit strides. */
+ * fr_pack: W (N, K) row-major; fr_pack_trans(_rows): W^T given as (K, N), read row by row. */
 #define FRP_DEFINE_PACK(SFX, real)                                                                 \
 FRP_API ptrdiff_t fr_packed_size_##SFX(ptrdiff_t N, ptrdiff_t K)                                   \
 {                                                                                                  \
     return (N + FR_PACKED_NR - 1) / FR_PACKED_NR * FR_PACKED_NR * K;                               \
 }                                                                                                  \
-FRP_INLINE void frp_pack_strided_##SFX(ptrdiff_t N, ptrdiff_t K, const real *FRP_RESTRICT W,       \
-                                       ptrdiff_t sj, ptrdiff_t sk, real *FRP_RESTRICT Wp)          \
+/* W (N, K) row-major, row stride ldw */                                                           \
+FRP_API void fr_pack_##SFX(ptrdiff_t N, ptrdiff_t K, const real *W, ptrdiff_t ldw, real *Wp)       \
 {                                                                                                  \
     for (ptrdiff_t j0 = 0; j0 < N; j0 += FR_PACKED_NR) {                                           \
         ptrdiff_t w = N - j0 < FR_PACKED_NR ? N - j0 : FR_PACKED_NR;                               \
@@ -102,22 +111,35 @@ FRP_INLINE void frp_pack_strided_##SFX(ptrdiff_t N, ptrdiff_t K, const real *FRP
         for (ptrdiff_t k = 0; k < K; k++) {                                                        \
             ptrdiff_t j = 0;                                                                       \
             for (; j < w; j++)                                                                     \
-                P[k * FR_PACKED_NR + j] = W[(j0 + j) * sj + k * sk];                               \
+                P[k * FR_PACKED_NR + j] = W[(j0 + j) * ldw + k];                                   \
             for (; j < FR_PACKED_NR; j++)                                                          \
                 P[k * FR_PACKED_NR + j] = 0;                                                       \
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-/* W (N, K) row-major, row stride ldw */                                                           \
-FRP_API void fr_pack_##SFX(ptrdiff_t N, ptrdiff_t K, const real *W, ptrdiff_t ldw, real *Wp)       \
+/* rows k0 .. k1 of the packed (N, K) matrix W^T, W stored row-major as (K, N) with row stride   \
+ * ldw and Wr pointing at its row k0 (the other rows of Wp are not touched: a matrix whose rows    \
+ * come from several arrays, or threads sharing the work).  k outer: W is read row by row. */     \
+FRP_API void fr_pack_trans_rows_##SFX(ptrdiff_t N, ptrdiff_t K, ptrdiff_t k0, ptrdiff_t k1,        \
+                                      const real *Wr, ptrdiff_t ldw, real *Wp)                     \
 {                                                                                                  \
-    frp_pack_strided_##SFX(N, K, W, ldw, 1, Wp);                                                   \
+    for (ptrdiff_t k = k0; k < k1; k++) {                                                          \
+        const real *FRP_RESTRICT w = Wr + (k - k0) * ldw;                                          \
+        for (ptrdiff_t j0 = 0; j0 < N; j0 += FR_PACKED_NR) {                                       \
+            real *FRP_RESTRICT P = Wp + j0 * K + k * FR_PACKED_NR;                                 \
+            ptrdiff_t n = N - j0 < FR_PACKED_NR ? N - j0 : FR_PACKED_NR, j = 0;                    \
+            for (; j < n; j++)                                                                     \
+                P[j] = w[j0 + j];                                                                  \
+            for (; j < FR_PACKED_NR; j++)                                                          \
+                P[j] = 0;                                                                          \
+        }                                                                                          \
+    }                                                                                              \
 }                                                                                                  \
 /* the (N, K) matrix W^T, W stored row-major as (K, N) with row stride ldw */                      \
 FRP_API void fr_pack_trans_##SFX(ptrdiff_t N, ptrdiff_t K, const real *W, ptrdiff_t ldw,           \
                                  real *Wp)                                                         \
 {                                                                                                  \
-    frp_pack_strided_##SFX(N, K, W, 1, ldw, Wp);                                                   \
+    fr_pack_trans_rows_##SFX(N, K, 0, K, W, ldw, Wp);                                              \
 }
 
 FRP_DEFINE_PACK(f32, float)
@@ -185,6 +207,21 @@ FRP_INLINE void frp_prefetch(const void *p, size_t bytes)
         __builtin_prefetch((const char *)p + l, 0, 2);
 }
 
+#endif /* FR_X86 */
+
+/* prefetch into L1 the cache lines of [p, p + bytes) (a no-op where the compiler has none) */
+FRP_INLINE void frp_prefetch_l1(const void *p, size_t bytes)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    for (size_t l = 0; l < bytes; l += 64)
+        __builtin_prefetch((const char *)p + l, 0, 3);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
+#if FR_X86
 /* SIMD micro-kernel, generic over the vector type VEC_ (W bits, S = ps | pd: the intrinsics'
  * names): MR rows (a compile-time constant once inlined) x NV vectors of VL lanes, columns at
  * B[k * 32 + 0 .. NV*VL).  With few rows the k loop is unrolled by U into U sets of accumulators
@@ -329,7 +366,23 @@ FRP_DEFINE_BLK(frp_blk_avx2_small_f64, frp_uk_avx2_small_f64, FR_TARGET_AVX2, do
  * of 74% at H = 256), so that case takes it too.
  * Partial panels (column range not covering the whole panel) go through a small tile.
  */
+/* d[0:m] = s[0:m] for m <= FRP_MR_MAX = 12, a constant count per case: a few moves (a loop of
+ * variable count became a memcpy call) */
+#define FRP_COPY_CASE(m)                                                                           \
+    case m:                                                                                        \
+        for (int i = 0; i < (m); i++)                                                              \
+            d[i] = s[i];                                                                           \
+        break;
 #define FRP_DEFINE_DRIVER_HELPERS(SFX, real)                                                       \
+static inline void frp_copy_small_##SFX(int m, const real *FRP_RESTRICT s, real *FRP_RESTRICT d)   \
+{                                                                                                  \
+    switch (m) {                                                                                   \
+    FRP_COPY_CASE(1) FRP_COPY_CASE(2) FRP_COPY_CASE(3) FRP_COPY_CASE(4) FRP_COPY_CASE(5)           \
+    FRP_COPY_CASE(6) FRP_COPY_CASE(7) FRP_COPY_CASE(8) FRP_COPY_CASE(9) FRP_COPY_CASE(10)          \
+    FRP_COPY_CASE(11) FRP_COPY_CASE(12)                                                            \
+    default: break;                                                                                \
+    }                                                                                              \
+}                                                                                                  \
 /* the block kernel for M rows, its mrmax, and whether it reads each k-row of a panel once      \
  * (whole panel per pass), so that a single row block needs no blocking over K */                  \
 static void frp_select_##SFX(ptrdiff_t M, frp_blk_##SFX *blk, int *mrmax, int *whole)             \
@@ -342,11 +395,17 @@ static void frp_select_##SFX(ptrdiff_t M, frp_blk_##SFX *blk, int *mrmax, int *w
     }                                                                                              \
 }                                                                                                  \
 /* Ap[k mr + i] = A(i0 + i, k0 + k), i < mr, k < kc, where row r of A is at A + r lda, or at   \
- * A + arow[r] lda when arow is given (a gather: rows picked from a larger matrix, no copy) */     \
+ * A + arow[r] lda when arow is given (a gather: rows picked from a larger matrix, no copy); at:   \
+ * A given transposed, A(r, k) at A[k lda + r] (arow unused) */                                   \
 static void frp_pack_a_##SFX(int mr, ptrdiff_t kc, const real *FRP_RESTRICT A, ptrdiff_t lda,      \
-                             const ptrdiff_t *arow, ptrdiff_t i0, ptrdiff_t k0,                    \
+                             const ptrdiff_t *arow, int at, ptrdiff_t i0, ptrdiff_t k0,            \
                              real *FRP_RESTRICT Ap)                                                \
 {                                                                                                  \
+    if (at) { /* mr contiguous values per k */                                                   \
+        for (ptrdiff_t k = 0; k < kc; k++)                                                         \
+            frp_copy_small_##SFX(mr, A + (k0 + k) * lda + i0, Ap + k * mr);                        \
+        return;                                                                                    \
+    }                                                                                              \
     for (int i = 0; i < mr; i++) {                                                                 \
         const real *FRP_RESTRICT a = A + (arow ? arow[i0 + i] : i0 + i) * lda + k0;                \
         for (ptrdiff_t k = 0; k < kc; k++)                                                         \
@@ -399,7 +458,7 @@ static void frp_gemm_chunk_##SFX(frp_blk_##SFX blk, int mrmax, int whole, ptrdif
 }                                                                                                  \
 /* no heap buffer: k-blocks, row blocks packed on the stack, panels */                             \
 static void frp_gemm_stack_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrdiff_t n0,          \
-        ptrdiff_t n1, ptrdiff_t K, const real *A, ptrdiff_t lda, const ptrdiff_t *arow,            \
+        ptrdiff_t n1, ptrdiff_t K, const real *A, ptrdiff_t lda, const ptrdiff_t *arow, int at,    \
         const real *Wp, real beta, real *C, ptrdiff_t ldc)                                         \
 {                                                                                                  \
     real Ap[FRP_MR_MAX * KC];                                                                      \
@@ -410,7 +469,7 @@ static void frp_gemm_stack_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrd
         int acc = k0 > 0 || beta != 0;                                                             \
         for (ptrdiff_t b = 0, i0 = 0; b < nb; b++) {                                               \
             int mr = (int)(b < nbig ? mb + 1 : mb);                                                \
-            frp_pack_a_##SFX(mr, kc, A, lda, arow, i0, k0, Ap);                                    \
+            frp_pack_a_##SFX(mr, kc, A, lda, arow, at, i0, k0, Ap);                                \
             for (ptrdiff_t p = n0 / FR_PACKED_NR; p < pend; p++) {                                 \
                 ptrdiff_t j0 = p * FR_PACKED_NR;                                                   \
                 ptrdiff_t ja = n0 > j0 ? n0 - j0 : 0;                                              \
@@ -426,13 +485,27 @@ static void frp_gemm_stack_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrd
     }                                                                                              \
 }
 
-/* in fr_gemm_packed_blocks' loops over the blocks: the columns [a, b) of block q, clipped to N
- * (an empty block is skipped) */
-#define FRP_BLOCK_COLS(q)                                                                          \
-    ptrdiff_t a = n0 + (q) * bstride, b = n1 + (q) * bstride;                                      \
-    b = b > N ? N : b;                                                                             \
-    if (a >= b)                                                                                    \
-        continue;
+/* The products of one call: C = A W^T for up to FRP_NOUT pairs (W, C) sharing A, which is packed
+ * once for all of them.  Output o writes nblk column blocks of its C, block q the columns
+ * [n0 + q bstride, n1 + q bstride) clipped to N (the gate blocks of some hidden units). */
+#define FRP_NOUT 2
+#define FRP_DEFINE_OUT(SFX, real)                                                                  \
+typedef struct {                                                                                   \
+    const real *Wp;                                                                                \
+    ptrdiff_t N, n0, n1, nblk, bstride;                                                            \
+    real *C;                                                                                       \
+    ptrdiff_t ldc;                                                                                 \
+} frp_out_##SFX;
+FRP_DEFINE_OUT(f32, float)
+FRP_DEFINE_OUT(f64, double)
+/* loop over every column block [a, b) of every output o_ (an empty block is skipped) */
+#define FRP_FOR_BLOCKS                                                                             \
+    for (int u_ = 0; u_ < nout; u_++)                                                              \
+        for (ptrdiff_t q_ = 0; q_ < out[u_].nblk; q_++)                                            \
+            for (ptrdiff_t a = out[u_].n0 + q_ * out[u_].bstride,                                  \
+                           b = out[u_].n1 + q_ * out[u_].bstride > out[u_].N                       \
+                               ? out[u_].N : out[u_].n1 + q_ * out[u_].bstride,                    \
+                           once_ = 0; !once_ && a < b; once_ = 1)
 
 #define FRP_DEFINE_GEMM(SFX, real)                                                                 \
 FRP_API ptrdiff_t fr_packed_work_size_##SFX(ptrdiff_t M, ptrdiff_t K)                              \
@@ -442,21 +515,19 @@ FRP_API ptrdiff_t fr_packed_work_size_##SFX(ptrdiff_t M, ptrdiff_t K)           
     mc = mc > M ? M : mc;                                                                          \
     return mc * (K > 0 ? K : 0);                                                                   \
 }                                                                                                  \
-/* fr_gemm_packed on nblk column blocks, block q the columns [n0 + q bstride, n1 + q bstride)     \
- * (the gate blocks of some hidden units), A packed once for all of them; row i of A at         \
- * A + arow[i] lda (arow NULL: A + i lda) */                                                       \
-FRP_API void fr_gemm_packed_blocks_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t nblk,  \
-        ptrdiff_t bstride, ptrdiff_t K, const real *A, const ptrdiff_t *arow, ptrdiff_t lda,       \
-        const real *Wp, ptrdiff_t N, real beta, real *C, ptrdiff_t ldc, real *work)                \
+/* the products out[0 .. nout) of A (M, K): row i of A at A + arow[i] lda (arow NULL: A + i lda), \
+ * or A given transposed (at: A(i, k) at A[k lda + i]) */                                          \
+static void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const ptrdiff_t *arow,         \
+        ptrdiff_t lda, int at, int nout, const frp_out_##SFX *out, real beta, real *work)          \
 {                                                                                                  \
     frp_blk_##SFX blk;                                                                             \
     int mrmax, whole;                                                                              \
-    n0 = n0 < 0 ? 0 : n0;                                                                          \
-    if (M <= 0 || n0 >= n1 || nblk <= 0)                                                           \
+    if (M <= 0)                                                                                    \
         return;                                                                                    \
     if (K <= 0) {                                                                                  \
-        for (ptrdiff_t q = 0; q < nblk; q++) {                                                     \
-            FRP_BLOCK_COLS(q)                                                                      \
+        FRP_FOR_BLOCKS {                                                                           \
+            real *C = out[u_].C;                                                                   \
+            ptrdiff_t ldc = out[u_].ldc;                                                           \
             for (ptrdiff_t i = 0; i < M; i++)                                                      \
                 for (ptrdiff_t j = a; j < b; j++)                                                  \
                     C[i * ldc + j] = beta != 0 ? C[i * ldc + j] : 0;                               \
@@ -464,20 +535,17 @@ FRP_API void fr_gemm_packed_blocks_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1
         return;                                                                                    \
     }                                                                                              \
     frp_select_##SFX(M, &blk, &mrmax, &whole);                                                     \
-    if (M == 1 && whole) {                                                                         \
+    if (M == 1 && whole && !at) {                                                                  \
         /* one row packed k-major is the row itself: no copy (a batch-1 step) */                   \
-        for (ptrdiff_t q = 0; q < nblk; q++) {                                                     \
-            FRP_BLOCK_COLS(q)                                                                      \
+        FRP_FOR_BLOCKS                                                                             \
             frp_gemm_chunk_##SFX(blk, mrmax, whole, 1, a, b, K, A + (arow ? arow[0] : 0) * lda,    \
-                                 Wp, beta, C, ldc);                                                \
-        }                                                                                          \
+                                 out[u_].Wp, beta, out[u_].C, out[u_].ldc);                        \
         return;                                                                                    \
     }                                                                                              \
     if (work == NULL || (M <= mrmax && !whole)) {                                                 \
-        for (ptrdiff_t q = 0; q < nblk; q++) {                                                     \
-            FRP_BLOCK_COLS(q)                                                                      \
-            frp_gemm_stack_##SFX(blk, mrmax, M, a, b, K, A, lda, arow, Wp, beta, C, ldc);          \
-        }                                                                                          \
+        FRP_FOR_BLOCKS                                                                             \
+            frp_gemm_stack_##SFX(blk, mrmax, M, a, b, K, A, lda, arow, at, out[u_].Wp, beta,       \
+                                 out[u_].C, out[u_].ldc);                                          \
         return;                                                                                    \
     }                                                                                              \
     ptrdiff_t mc = FRP_A_BYTES / ((ptrdiff_t)sizeof(real) * K);                                    \
@@ -486,18 +554,50 @@ FRP_API void fr_gemm_packed_blocks_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1
     for (ptrdiff_t ch = 0, m0 = 0; ch < nch; ch++) {                                               \
         ptrdiff_t Mc = M / nch + (ch < M % nch);                                                   \
         ptrdiff_t nb = (Mc + mrmax - 1) / mrmax, mb = Mc / nb, nbig = Mc % nb;                     \
-        for (ptrdiff_t bl = 0, i0 = 0; bl < nb; bl++) {                                            \
-            int mr = (int)(bl < nbig ? mb + 1 : mb);                                               \
-            frp_pack_a_##SFX(mr, K, A, lda, arow, m0 + i0, 0, work + i0 * K);                      \
-            i0 += mr;                                                                              \
+        if (at) { /* k outer: A^T is read row by row, each row's part of every block at once */ \
+            for (ptrdiff_t k = 0; k < K; k++) {                                                    \
+                /* the rows' parts are short and far apart: prefetch FRP_PF_AT rows ahead */       \
+                if (k + FRP_PF_AT < K)                                                             \
+                    frp_prefetch_l1(A + (k + FRP_PF_AT) * lda + m0, Mc * sizeof(real));            \
+                for (ptrdiff_t bl = 0, i0 = 0; bl < nb; bl++) {                                    \
+                    int mr = (int)(bl < nbig ? mb + 1 : mb);                                       \
+                    frp_copy_small_##SFX(mr, A + k * lda + m0 + i0, work + i0 * K + k * mr);       \
+                    i0 += mr;                                                                      \
+                }                                                                                  \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (ptrdiff_t bl = 0, i0 = 0; bl < nb; bl++) {                                        \
+                int mr = (int)(bl < nbig ? mb + 1 : mb);                                           \
+                frp_pack_a_##SFX(mr, K, A, lda, arow, 0, m0 + i0, 0, work + i0 * K);               \
+                i0 += mr;                                                                          \
+            }                                                                                      \
         }                                                                                          \
-        for (ptrdiff_t q = 0; q < nblk; q++) {                                                     \
-            FRP_BLOCK_COLS(q)                                                                      \
-            frp_gemm_chunk_##SFX(blk, mrmax, whole, Mc, a, b, K, work, Wp, beta, C + m0 * ldc,     \
-                                 ldc);                                                             \
-        }                                                                                          \
+        FRP_FOR_BLOCKS                                                                             \
+            frp_gemm_chunk_##SFX(blk, mrmax, whole, Mc, a, b, K, work, out[u_].Wp, beta,           \
+                                 out[u_].C + m0 * out[u_].ldc, out[u_].ldc);                       \
         m0 += Mc;                                                                                  \
     }                                                                                              \
+}                                                                                                  \
+/* fr_gemm_packed on nblk column blocks, block q the columns [n0 + q bstride, n1 + q bstride)     \
+ * (the gate blocks of some hidden units), A packed once for all of them; row i of A at         \
+ * A + arow[i] lda (arow NULL: A + i lda) */                                                       \
+FRP_API void fr_gemm_packed_blocks_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t nblk,  \
+        ptrdiff_t bstride, ptrdiff_t K, const real *A, const ptrdiff_t *arow, ptrdiff_t lda,       \
+        const real *Wp, ptrdiff_t N, real beta, real *C, ptrdiff_t ldc, real *work)                \
+{                                                                                                  \
+    frp_out_##SFX o = {Wp, N, n0 < 0 ? 0 : n0, n1, nblk, bstride, C, ldc};                         \
+    frp_gemm_##SFX(M, K, A, arow, lda, 0, 1, &o, beta, work);                                      \
+}                                                                                                  \
+/* C = A W^T (M, N) and, when W2p is not NULL, C2 = A W2^T (M, N2), with A (M, K) given          \
+ * transposed, as At (K, M) with row stride ldat, and packed once for both: sums over K rows    \
+ * such as the weight gradients dW_ih = dG^T x and dW_hh = dG^T h_{t-1} (At = dG; the W^T are   \
+ * x and h_{t-1}, packed by fr_pack_trans(_rows)) */                                               \
+FRP_API void fr_gemm_packed_at_##SFX(ptrdiff_t M, ptrdiff_t K, const real *At, ptrdiff_t ldat,     \
+        const real *Wp, ptrdiff_t N, real *C, ptrdiff_t ldc, const real *W2p, ptrdiff_t N2,        \
+        real *C2, ptrdiff_t ldc2, real *work)                                                      \
+{                                                                                                  \
+    frp_out_##SFX o[FRP_NOUT] = {{Wp, N, 0, N, 1, 0, C, ldc}, {W2p, N2, 0, N2, 1, 0, C2, ldc2}};   \
+    frp_gemm_##SFX(M, K, At, NULL, ldat, 1, W2p != NULL ? 2 : 1, o, 0, work);                      \
 }                                                                                                  \
 /* one block: columns [n0, n1) */                                                                  \
 FRP_API void fr_gemm_packed_rows_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,       \

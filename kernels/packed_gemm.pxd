@@ -12,6 +12,11 @@ cdef extern from "packed_gemm.h" nogil:
                            float *Wp)
     void fr_pack_trans_f64(Py_ssize_t N, Py_ssize_t K, const double *W, Py_ssize_t ldw,
                            double *Wp)
+    # rows k0 .. k1 of that layout from Wr, which points at row k0 of the (K, N) matrix
+    void fr_pack_trans_rows_f32(Py_ssize_t N, Py_ssize_t K, Py_ssize_t k0, Py_ssize_t k1,
+                                const float *Wr, Py_ssize_t ldw, float *Wp)
+    void fr_pack_trans_rows_f64(Py_ssize_t N, Py_ssize_t K, Py_ssize_t k0, Py_ssize_t k1,
+                                const double *Wr, Py_ssize_t ldw, double *Wp)
     void fr_gemm_packed_f32(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
                             const float *A, Py_ssize_t lda, const float *Wp, Py_ssize_t N,
                             float beta, float *C, Py_ssize_t ldc, float *work)
@@ -38,3 +43,13 @@ cdef extern from "packed_gemm.h" nogil:
                                    const Py_ssize_t *arow, Py_ssize_t lda, const double *Wp,
                                    Py_ssize_t N, double beta, double *C, Py_ssize_t ldc,
                                    double *work)
+    # C = A W^T and (W2p not NULL) C2 = A W2^T, A (M, K) given transposed as At (K, M), row
+    # stride ldat, packed once for both (weight gradients dG^T x, dG^T h_{t-1})
+    void fr_gemm_packed_at_f32(Py_ssize_t M, Py_ssize_t K, const float *At, Py_ssize_t ldat,
+                               const float *Wp, Py_ssize_t N, float *C, Py_ssize_t ldc,
+                               const float *W2p, Py_ssize_t N2, float *C2, Py_ssize_t ldc2,
+                               float *work)
+    void fr_gemm_packed_at_f64(Py_ssize_t M, Py_ssize_t K, const double *At, Py_ssize_t ldat,
+                               const double *Wp, Py_ssize_t N, double *C, Py_ssize_t ldc,
+                               const double *W2p, Py_ssize_t N2, double *C2, Py_ssize_t ldc2,
+                               double *work)

@@ -9,27 +9,6 @@ cdef enum:
     UNIT_ALIGN = 16      # chunks of hidden units / gradient rows: multiples of 16 (cache lines)
 
 
-cdef inline void gemm_hprev(Py_ssize_t T, Py_ssize_t B, Py_ssize_t M, Py_ssize_t N,
-                            const floating *dG, Py_ssize_t ldg,
-                            const floating *out, Py_ssize_t ldo, const floating *h0,
-                            floating *dW, Py_ssize_t ldw, bint reverse) noexcept nogil:
-    """dW (M, N) = sum_t dG_t^T h_{t-1}: two GEMMs over the whole sequence.
-
-    dG (T*B, M) at row stride ldg; h_{t-1} is h0 (B, N) at the first step of the direction and
-    out[t -/+ 1] (row stride ldo) otherwise.
-    """
-    cdef Py_ssize_t first = (T - 1) * B if reverse else 0
-    gemm(Trans, NoTrans, M, N, B, <floating>1, dG + first * ldg, ldg, h0, N,
-         <floating>0, dW, ldw)
-    if T > 1:
-        if reverse:
-            gemm(Trans, NoTrans, M, N, (T - 1) * B, <floating>1, dG, ldg, out + B * ldo, ldo,
-                 <floating>1, dW, ldw)
-        else:
-            gemm(Trans, NoTrans, M, N, (T - 1) * B, <floating>1, dG + B * ldg, ldg, out, ldo,
-                 <floating>1, dW, ldw)
-
-
 cdef inline void colsum(Py_ssize_t R, Py_ssize_t N, const floating *A, Py_ssize_t lda,
                         const floating *ones, floating *y) noexcept nogil:
     """y (N) = sum over the R rows of A (row stride lda); `ones` holds R ones."""
@@ -38,7 +17,9 @@ cdef inline void colsum(Py_ssize_t R, Py_ssize_t N, const floating *A, Py_ssize_
 
 # ---------------------------------------------------------------- packed recurrent GEMM
 from packed_gemm cimport (fr_packed_nr, fr_pack_f32, fr_pack_f64, fr_pack_trans_f32,
-                          fr_pack_trans_f64, fr_gemm_packed_f32, fr_gemm_packed_f64,
+                          fr_pack_trans_f64, fr_pack_trans_rows_f32, fr_pack_trans_rows_f64,
+                          fr_gemm_packed_at_f32, fr_gemm_packed_at_f64,
+                          fr_gemm_packed_f32, fr_gemm_packed_f64,
                           fr_gemm_packed_rows_f32, fr_gemm_packed_rows_f64,
                           fr_gemm_packed_blocks_f32, fr_gemm_packed_blocks_f64)
 from libc.string cimport memset
@@ -255,24 +236,53 @@ cdef inline void grad_gemm(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_t
              dW + lo * ldw, ldw)
 
 
-cdef inline void grad_hprev(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t T, Py_ssize_t B,
-                            Py_ssize_t M, Py_ssize_t N, const floating *dG, Py_ssize_t ldg,
-                            const floating *out, Py_ssize_t ldo, const floating *h0,
-                            floating *dW, Py_ssize_t ldw, bint reverse,
-                            const floating *ones, floating *db) noexcept nogil:
-    """Rows of dW (M, N) = sum_t dG_t^T h_{t-1} (gemm_hprev) and, when db != NULL, the same
-    entries of db (M) = the sum of the T*B rows of dG."""
+cdef inline void pack_rows(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t N, Py_ssize_t K,
+                           Py_ssize_t k0, Py_ssize_t k1, const floating *src, Py_ssize_t lds,
+                           floating *Xp) noexcept nogil:
+    """Thread c's share of rows k0 .. k1 of X (K, N), src pointing at row k0 (row stride lds),
+    packed as the (N, K) matrix X^T into Xp (packed_size(N, K)) for grad_packed."""
+    cdef Py_ssize_t lo = k0 + chunk_lo(k1 - k0, 1, c, nc)
+    cdef Py_ssize_t hi = k0 + chunk_lo(k1 - k0, 1, c + 1, nc)
+    if lo < hi:
+        if floating is float:
+            fr_pack_trans_rows_f32(N, K, lo, hi, src + (lo - k0) * lds, lds, Xp)
+        else:
+            fr_pack_trans_rows_f64(N, K, lo, hi, src + (lo - k0) * lds, lds, Xp)
+
+
+cdef inline void pack_hprev(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t T, Py_ssize_t B,
+                            Py_ssize_t N, const floating *out, Py_ssize_t ldo,
+                            const floating *h0, bint reverse, floating *Xp) noexcept nogil:
+    """pack_rows of the (T*B, N) matrix whose rows t*B .. t*B+B are h_{t-1}: h0 (B, N) at the
+    direction's first step, else out at time t - 1 (forward) or t + 1 (reverse), row stride
+    ldo."""
+    cdef Py_ssize_t R = T * B, first = (T - 1) * B if reverse else 0
+    pack_rows(c, nc, N, R, first, first + B, h0, N, Xp)
+    if reverse:
+        pack_rows(c, nc, N, R, 0, R - B, out + B * ldo, ldo, Xp)
+    else:
+        pack_rows(c, nc, N, R, B, R, out, ldo, Xp)
+
+
+cdef inline void grad_packed(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_t R,
+                             const floating *dG, Py_ssize_t ldg, Py_ssize_t N,
+                             const floating *Xp, floating *dW, Py_ssize_t ldw, Py_ssize_t N2,
+                             const floating *X2p, floating *dW2, Py_ssize_t ldw2,
+                             floating *work, const floating *ones,
+                             floating *db) noexcept nogil:
+    """Rows of the weight gradients dW (M, N) = dG (R, M)^T . X (R, N) and, when X2p is not
+    NULL, dW2 (M, N2) = dG^T . X2 (R, N2), summed over R rows, with X and X2 packed by
+    pack_rows / pack_hprev (Xp, X2p; every thread's share packed before this is called),
+    through the packed GEMM (dG read transposed as it is packed, once for both; work: this
+    thread's packed_work_size(M, R)); and, when db != NULL, the same entries of db (M) = the
+    sum of the R rows of dG."""
     cdef Py_ssize_t lo = chunk_lo(M, UNIT_ALIGN, c, nc), hi = chunk_lo(M, UNIT_ALIGN, c + 1, nc)
     if lo < hi:
-        gemm_hprev(T, B, hi - lo, N, dG + lo, ldg, out, ldo, h0, dW + lo * ldw, ldw, reverse)
+        if floating is float:
+            fr_gemm_packed_at_f32(hi - lo, R, dG + lo, ldg, Xp, N, dW + lo * ldw, ldw, X2p, N2,
+                                  dW2 + lo * ldw2 if X2p != NULL else NULL, ldw2, work)
+        else:
+            fr_gemm_packed_at_f64(hi - lo, R, dG + lo, ldg, Xp, N, dW + lo * ldw, ldw, X2p, N2,
+                                  dW2 + lo * ldw2 if X2p != NULL else NULL, ldw2, work)
         if db != NULL:
-            colsum(T * B, hi - lo, dG + lo, ldg, ones, db + lo)
-
-
-cdef inline void colsum_chunk(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t R, Py_ssize_t N,
-                              const floating *A, Py_ssize_t lda, const floating *ones,
-                              floating *y) noexcept nogil:
-    """Entries of y (N) = the sum of the R rows of A."""
-    cdef Py_ssize_t lo = chunk_lo(N, UNIT_ALIGN, c, nc), hi = chunk_lo(N, UNIT_ALIGN, c + 1, nc)
-    if lo < hi:
-        colsum(R, hi - lo, A + lo, lda, ones, y + lo)
+            colsum(R, hi - lo, dG + lo, ldg, ones, db + lo)

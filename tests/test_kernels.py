@@ -87,6 +87,80 @@ def test_packed_gemm_gate_blocks(dtype, M, H, lo, hi):
     np.testing.assert_allclose(C, expected, rtol=RTOL[dtype] * 7, atol=RTOL[dtype] * 7)
 
 
+# backward's weight gradients: dW = dG^T X through the packed GEMM with dG read transposed
+# (R x M x itemsize > 1 MiB: several chunks; M <= 6: the AVX2 path's stack branch)
+GRAD_SHAPES = [(1, 1, 1), (1, 5, 3), (16, 6, 40), (7, 13, 33), (100, 64, 64), (1600, 200, 50),
+               (300, 1030, 7)]
+
+
+def _grad_expected(dG, X):
+    return dG.T.astype(np.float64) @ X.astype(np.float64)
+
+
+@pytest.mark.usefixtures("isa_path")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("R,M,N", GRAD_SHAPES)
+@pytest.mark.parametrize("pieces", [1, 3])
+def test_grad_packed(dtype, R, M, N, pieces):
+    """dW = dG^T X, dW2 = dG^T X2 (dG packed once for both) and db = the row sum of dG, split in
+    `pieces` shares as threads split them."""
+    rng = np.random.default_rng(R * 7 + M * 3 + N)
+    dG = rng.standard_normal((R, M)).astype(dtype)
+    X = rng.standard_normal((R, N)).astype(dtype)
+    X2 = rng.standard_normal((R, N + 9)).astype(dtype)
+    dW = np.full((M, N), np.nan, dtype)        # written, not added to
+    dW2 = np.full((M, N + 9), np.nan, dtype)
+    db = np.full(M, np.nan, dtype)
+    _kernels.grad_packed_memview(dG, X, dW, X2, dW2, db, pieces=pieces)
+    tol = RTOL[dtype] * np.sqrt(R)
+    np.testing.assert_allclose(dW, _grad_expected(dG, X), rtol=tol, atol=tol)
+    np.testing.assert_allclose(dW2, _grad_expected(dG, X2), rtol=tol, atol=tol)
+    np.testing.assert_allclose(db, dG.astype(np.float64).sum(0), rtol=tol, atol=tol)
+
+
+@pytest.mark.usefixtures("isa_path")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("R,M,N", [(16, 6, 40), (1600, 200, 50)])
+def test_grad_packed_without_workspace(dtype, R, M, N):
+    """No workspace: the packed GEMM packs dG^T block by block on the stack."""
+    rng = np.random.default_rng(R + M + N)
+    dG = rng.standard_normal((R, M)).astype(dtype)
+    X = rng.standard_normal((R, N)).astype(dtype)
+    dW = np.full((M, N), np.nan, dtype)
+    _kernels.grad_packed_memview(dG, X, dW, work=False)
+    tol = RTOL[dtype] * np.sqrt(R)
+    np.testing.assert_allclose(dW, _grad_expected(dG, X), rtol=tol, atol=tol)
+
+
+def test_grad_packed_sums_no_rows_to_zero():
+    dW = np.full((4, 3), np.nan, np.float32)
+    db = np.full(4, np.nan, np.float32)
+    _kernels.grad_packed_memview(np.zeros((0, 4), np.float32), np.zeros((0, 3), np.float32),
+                                 dW, db=db)
+    np.testing.assert_array_equal(dW, 0)
+    np.testing.assert_array_equal(db, 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("T,B,N", [(1, 1, 1), (1, 3, 40), (5, 2, 33), (40, 16, 64)])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("pieces", [1, 2, 5])
+def test_pack_hprev(dtype, T, B, N, reverse, pieces):
+    """Backward's h_{t-1} rows: h0 at the direction's first step, else out at t - 1 (forward)
+    or t + 1 (reverse), packed as fr_pack packs Hp^T."""
+    rng = np.random.default_rng(T * 100 + B * 10 + N)
+    h0 = rng.standard_normal((B, N)).astype(dtype)
+    out = rng.standard_normal((T * B, N + 3)).astype(dtype)   # a wider row: another column's
+    steps = out[:, :N].reshape(T, B, N)
+    if reverse:
+        hp = np.concatenate([steps[1:], h0[None]])
+    else:
+        hp = np.concatenate([h0[None], steps[:-1]])
+    expected = _kernels.pack_memview(np.ascontiguousarray(hp.reshape(T * B, N).T), False)
+    got = _kernels.pack_hprev_memview(T, B, h0, out, reverse, pieces)
+    np.testing.assert_array_equal(got, expected)
+
+
 # ------------------------------------------------------------------ Kernel entry checks
 T, B, I, H = 3, 2, 5, 4
 
