@@ -36,7 +36,7 @@ from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64, fr_packed_work
 from rnn_common cimport (pack_weights, pgemm_cols, pgemm_rows, pgemm_steps, unit_chunk,
                          pgemm_gates, units_split,
                          rows_gemm, grad_gemm, pack_rows, pack_hprev, grad_packed,
-                         zero_rows)
+                         colsum_rows, zero_rows)
 from gate_passes cimport (lstm_fwd, lstm_bwd, gru_fwd, gru_rz, gru_n, gru_bwd, gru_bwd1,
                           gru_bwd2, add_rows)
 from rnn_math cimport fr_activations_f32, fr_activations_f64
@@ -150,19 +150,29 @@ cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt, bint own
 cdef void backward_thread(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt,
                           floating *tag) noexcept nogil:
     """Thread tid of nt: its share of every phase of backpropagation through the sequence:
-    the steps in reverse order, then the weight gradients (the tails) and dx (GEMMs over all
-    T*B rows, output rows shared)."""
-    cdef Py_ssize_t sb, T = r.T, B = r.B, G = cl.G, I = cl.I_
-    # x and h_{t-1} packed for the weight gradients (grad_packed); the steps do not write them,
-    # and their barriers (at least one per step, T >= 1) order this before the tails
-    pack_rows(tid, nt, I, T * B, 0, T * B, <const floating *>r.x, I, <floating *>gr.xp)
-    pack_hprev(tid, nt, T, B, cl.P, <const floating *>r.out, r.ldo, <const floating *>r.h0,
-               r.reverse, <floating *>gr.hp)
+    the steps in reverse order, then the weight gradients (a packed product per block of
+    gr.sblk steps, x and h_{t-1} packed for it first; then the tails) and dx (GEMMs over
+    rows, output rows shared)."""
+    cdef Py_ssize_t sb, t0, t1, T = r.T, B = r.B, G = cl.G, I = cl.I_
     for sb in range(T):
         if cl.kind == LSTM_CELL:
             lstm_step_back(cl, r, gr, T - 1 - sb, tid, nt, tag)
         else:
             gru_step_back(cl, r, gr, T - 1 - sb, tid, nt, tag)
+    t0 = 0
+    while t0 < T:
+        t1 = min(T, t0 + gr.sblk)
+        pack_rows(tid, nt, I, (t1 - t0) * B, 0, (t1 - t0) * B,
+                  <const floating *>r.x + t0 * B * I, I, <floating *>gr.xp)
+        pack_hprev(tid, nt, T, B, t0, t1, cl.P, <const floating *>r.out, r.ldo,
+                   <const floating *>r.h0, r.reverse, <floating *>gr.hp)
+        fr_barrier()
+        if cl.kind == LSTM_CELL:
+            lstm_wgrads(cl, r, gr, t0, t1, tid, nt, tag)
+        else:
+            gru_wgrads(cl, r, gr, t0, t1, tid, nt, tag)
+        fr_barrier()                # before the next block's packing
+        t0 = t1
     if cl.kind == LSTM_CELL:
         lstm_tail(cl, r, gr, tid, nt, tag)
     else:
@@ -333,14 +343,21 @@ cdef void lstm_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_
     fr_barrier()
 
 
+cdef void lstm_wgrads(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_t t0,
+                      Py_ssize_t t1, int tid, int nt, floating *tag) noexcept nogil:
+    """The steps t0 .. t1's part of dW_ih and dW_hh from dG and x, h_{t-1} (packed in gr.xp,
+    gr.hp): one product, dG is read once for both."""
+    cdef Py_ssize_t B = r.B, P = cl.P, G = cl.G, I = cl.I_
+    grad_packed(tid, nt, G, (t1 - t0) * B, <const floating *>r.gates + t0 * B * G, G, I,
+                <const floating *>gr.xp, <floating *>gr.dW_ih, I, P, <const floating *>gr.hp,
+                <floating *>gr.dW_hh, P, t0 > 0, <floating *>r.work + tid * r.wsz)
+
+
 cdef void lstm_tail(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt,
                     floating *tag) noexcept nogil:
-    """dW_ih, dW_hh and db from dG, x and h_{t-1} (one product: dG is read once for both);
-    dW_hr = sum_t dL/dh_t^T (o tanh c_t)."""
-    cdef Py_ssize_t T = r.T, B = r.B, H = cl.H, P = cl.P, G = cl.G, I = cl.I_
-    grad_packed(tid, nt, G, T * B, <const floating *>r.gates, G, I, <const floating *>gr.xp,
-                <floating *>gr.dW_ih, I, P, <const floating *>gr.hp, <floating *>gr.dW_hh, P,
-                <floating *>r.work + tid * r.wsz, <const floating *>gr.ones,
+    """db (the sum of dG's rows); dW_hr = sum_t dL/dh_t^T (o tanh c_t)."""
+    cdef Py_ssize_t T = r.T, B = r.B, H = cl.H, P = cl.P, G = cl.G
+    colsum_rows(tid, nt, T * B, G, <const floating *>r.gates, G, <const floating *>gr.ones,
                 <floating *>gr.db_ih)
     if cl.wp_hr != NULL:
         grad_gemm(tid, nt, P, H, T * B, <const floating *>gr.dhtot, P,
@@ -429,30 +446,42 @@ cdef void gru_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_t
     fr_barrier()
 
 
-cdef void gru_tail(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt,
-                   floating *tag) noexcept nogil:
-    """W_ih and b_ih from dG and x; [W_hr | W_hz] from dG and h_{t-1} (with the r, z rows of
-    W_ih: dG's r, z columns are read once for both); W_hn from the gradient of W_hn h_{t-1} +
-    b_hn (GRU_CELL, kept in Run.state) or of r h_{t-1} (GRU_ORIG)."""
-    cdef Py_ssize_t T = r.T, B = r.B, H = cl.H, G = cl.G, I = cl.I_, R = T * B
-    cdef const floating *gates = <const floating *>r.gates
-    cdef const floating *ones = <const floating *>gr.ones
+cdef void gru_wgrads(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_t t0,
+                     Py_ssize_t t1, int tid, int nt, floating *tag) noexcept nogil:
+    """The steps t0 .. t1's part of W_ih from dG and x, and of [W_hr | W_hz] from dG and
+    h_{t-1} (with the r, z rows of W_ih: dG's r, z columns are read once for both), x and
+    h_{t-1} packed in gr.xp, gr.hp; GRU_CELL: of W_hn from the gradient of W_hn h_{t-1} + b_hn
+    (kept in Run.state)."""
+    cdef Py_ssize_t B = r.B, H = cl.H, G = cl.G, I = cl.I_, K = (t1 - t0) * B
+    cdef const floating *dG = <const floating *>r.gates + t0 * B * G
     cdef const floating *xp = <const floating *>gr.xp
+    cdef const floating *hp = <const floating *>gr.hp
     cdef floating *dW_ih = <floating *>gr.dW_ih
     cdef floating *dW_hh = <floating *>gr.dW_hh
-    cdef floating *db_ih = <floating *>gr.db_ih
-    cdef const floating *hp = <const floating *>gr.hp
     cdef floating *work = <floating *>r.work + tid * r.wsz
-    grad_packed(tid, nt, 2 * H, R, gates, G, I, xp, dW_ih, I, H, hp, dW_hh, H, work, ones,
-                db_ih)
-    grad_packed(tid, nt, H, R, gates + 2 * H, G, I, xp, dW_ih + 2 * H * I, I, 0, NULL, NULL, 0,
-                work, ones, db_ih + 2 * H)
+    cdef bint add = t0 > 0
+    grad_packed(tid, nt, 2 * H, K, dG, G, I, xp, dW_ih, I, H, hp, dW_hh, H, add, work)
+    grad_packed(tid, nt, H, K, dG + 2 * H, G, I, xp, dW_ih + 2 * H * I, I, 0, NULL, NULL, 0,
+                add, work)
     if cl.kind == GRU_CELL:
-        grad_packed(tid, nt, H, R, <const floating *>r.state, H, H, hp, dW_hh + 2 * H * H, H,
-                    0, NULL, NULL, 0, work, ones, <floating *>gr.db_hh + 2 * H)
+        grad_packed(tid, nt, H, K, <const floating *>r.state + t0 * B * H, H, H, hp,
+                    dW_hh + 2 * H * H, H, 0, NULL, NULL, 0, add, work)
+
+
+cdef void gru_tail(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt,
+                   floating *tag) noexcept nogil:
+    """b_ih (the sum of dG's rows) and GRU_CELL's b_hn (of Run.state's); GRU_ORIG: W_hn from
+    the gradient of r h_{t-1}."""
+    cdef Py_ssize_t T = r.T, B = r.B, H = cl.H, G = cl.G, R = T * B
+    cdef const floating *gates = <const floating *>r.gates
+    cdef const floating *ones = <const floating *>gr.ones
+    colsum_rows(tid, nt, R, G, gates, G, ones, <floating *>gr.db_ih)
+    if cl.kind == GRU_CELL:
+        colsum_rows(tid, nt, R, H, <const floating *>r.state, H, ones,
+                    <floating *>gr.db_hh + 2 * H)
     else:
         grad_gemm(tid, nt, H, H, R, gates + 2 * H, G, <const floating *>gr.rh_all, H,
-                  dW_hh + 2 * H * H, H)
+                  <floating *>gr.dW_hh + 2 * H * H, H)
 
 
 # ================================================================ Python entry points
@@ -512,7 +541,7 @@ cdef class Buffers:
     Grad (dr, dhtot, r_all, dgh, drh, rh_all, ones, xp, hp) + .work; made by
     Kernel.buffers()."""
     cdef public object gates, state, aux, work, dr, dhtot, r_all, dgh, drh, rh_all, ones, xp, hp
-    cdef public Py_ssize_t T, B, threads, wsz
+    cdef public Py_ssize_t T, B, threads, wsz, sblk
     cdef public bint keep, backward
 
 
@@ -537,6 +566,11 @@ def aligned_array(tuple shape, dtype, Py_ssize_t min_bytes=0):
     if n * dt.itemsize < min_bytes:
         return np.empty(shape, dtype=dtype)
     return aligned_empty(n, dtype).reshape(shape)
+
+
+# backward's weight gradients run over blocks of steps whose packed x and h_{t-1} take at most
+# this (Kernel._grad_steps): a bounded workspace however long the sequence
+GRAD_BLOCK_BYTES = 16 << 20
 
 
 def packed_size(Py_ssize_t N, Py_ssize_t K, bint dbl):
@@ -654,17 +688,30 @@ cdef class Kernel:
         # (rows, K) of every packed product: the steps' (B rows), forward the input projection's
         # too (at most T*B rows per thread, K = I)
         cdef Py_ssize_t w
-        # backward's too the weight gradients' (at most G rows, K = T*B)
-        if backward and c.kind == LSTM_CELL:
-            w = max(work_elems(B, c.G, c.dbl), work_elems(B, c.P, c.dbl),
-                    work_elems(c.G, T * B, c.dbl))
-        elif backward:
-            w = max(work_elems(B, c.G, c.dbl), work_elems(B, 2 * c.H, c.dbl),
-                    work_elems(B, c.H, c.dbl), work_elems(c.G, T * B, c.dbl))
-        else:
-            w = max(work_elems(B, c.P, c.dbl), work_elems(B, c.H, c.dbl),
-                    work_elems(T * B, max(I, c.I_), c.dbl))
+        if backward:
+            return self._bwd_work(B, self._grad_steps(T, B, I))
+        w = max(work_elems(B, c.P, c.dbl), work_elems(B, c.H, c.dbl),
+                work_elems(T * B, max(I, c.I_), c.dbl))
         return max(16, (w + 15) // 16 * 16)
+
+    cdef Py_ssize_t _bwd_work(self, Py_ssize_t B, Py_ssize_t sblk) noexcept:
+        """A backward thread's workspace: the steps' products (B rows) and the weight
+        gradients' (at most G rows, K = sblk*B)."""
+        cdef Cell *c = &self.cell
+        cdef Py_ssize_t w = max(work_elems(B, c.G, c.dbl), work_elems(B, c.P, c.dbl),
+                                work_elems(c.G, sblk * B, c.dbl))
+        if c.kind != LSTM_CELL:
+            w = max(w, work_elems(B, 2 * c.H, c.dbl), work_elems(B, c.H, c.dbl))
+        return max(16, (w + 15) // 16 * 16)
+
+    cdef Py_ssize_t _grad_steps(self, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I) noexcept:
+        """Steps per block of backward's weight gradients (Grad.sblk), for inputs of up to
+        max(I, this cell's I) features: the block's x and h_{t-1}, packed, take at most
+        GRAD_BLOCK_BYTES (at least one step, at most T)."""
+        cdef Cell *c = &self.cell
+        cdef Py_ssize_t row = ((fr_packed_size_f32(max(I, c.I_), 1) + fr_packed_size_f32(c.P, 1))
+                               * (8 if c.dbl else 4) * max(B, 1))
+        return max(1, min(T, GRAD_BLOCK_BYTES // row))
 
     def buffers(self, Py_ssize_t T, Py_ssize_t B, int threads, bint keep=False,
                 bint backward=False, Py_ssize_t I=0):
@@ -685,8 +732,9 @@ cdef class Kernel:
             b.aux = aligned_array((B, H if lstm or orig else G), dt)
             return b
         b.ones = np.ones(T * B, dtype=dt)
-        b.xp = aligned_empty(packed_size(max(I, c.I_), T * B, c.dbl), dt)
-        b.hp = aligned_empty(packed_size(P, T * B, c.dbl), dt)
+        b.sblk = self._grad_steps(T, B, I)
+        b.xp = aligned_empty(packed_size(max(I, c.I_), b.sblk * B, c.dbl), dt)
+        b.hp = aligned_empty(packed_size(P, b.sblk * B, c.dbl), dt)
         z = np.empty((0, H), dtype=dt)
         b.dr = aligned_array((B, H), dt) if lstm else z
         b.dhtot = np.empty((T * B, P), dtype=dt) if lstm and proj else z
@@ -821,9 +869,10 @@ cdef class Kernel:
         g.db_ih = buf(grads[3], "db_ih", G, -1, tn, True)
         g.db_hh = buf(grads[4], "db_hh", G, -1, tn, True)
         g.ones = buf(b.ones, "ones", T * B, -1, tn, False)
-        n = packed_size(c.I_, T * B, c.dbl)
+        g.sblk = b.sblk
+        n = packed_size(c.I_, b.sblk * B, c.dbl)
         g.xp = buf(b.xp[:n], "xp", n, -1, tn, True)
-        n = packed_size(P, T * B, c.dbl)
+        n = packed_size(P, b.sblk * B, c.dbl)
         g.hp = buf(b.hp[:n], "hp", n, -1, tn, True)
         g.dr = buf(b.dr, "dr", B, H, tn, True) if lstm else NULL
         g.dhtot = buf(b.dhtot, "dhtot", T * B, P, tn, True) if proj else NULL
@@ -832,9 +881,9 @@ cdef class Kernel:
         g.drh = buf(b.drh, "drh", B, H, tn, True) if c.kind == GRU_ORIG_CELL else NULL
         g.rh_all = (buf(b.rh_all, "rh_all", T * B, H, tn, True) if c.kind == GRU_ORIG_CELL
                     else NULL)
-        if b.wsz < self._work_size(T, B, True, 0):
+        if not 1 <= b.sblk <= max(T, 1) or b.wsz < self._bwd_work(B, b.sblk):
             raise ValueError(f"b were made for a smaller cell: work of {b.wsz} elements per "
-                             f"thread, this pass needs {self._work_size(T, B, True, 0)}")
+                             f"thread, this pass needs {self._bwd_work(B, b.sblk)}")
         r.work = buf(b.work, "work", b.threads * b.wsz, -1, tn, True)
         r.wsz = b.wsz
         if T == 0 or B == 0:
@@ -1017,25 +1066,29 @@ def packed_gemm_memview(const floating[:, ::1] A, W, double beta, floating[:, ::
                                       N, beta, &C[0, 0], N, &wk[0])
 
 
-def pack_hprev_memview(Py_ssize_t T, Py_ssize_t B, const floating[:, ::1] h0,
-                       const floating[:, ::1] out, bint reverse, int pieces=1):
-    """The packed (N, T*B) matrix Hp^T of backward's h_{t-1} rows (rnn_common.pack_hprev),
-    packed in `pieces` shares as that many threads would (tests only)."""
+def pack_hprev_memview(Py_ssize_t T, Py_ssize_t B, Py_ssize_t t0, Py_ssize_t t1,
+                       const floating[:, ::1] h0, const floating[:, ::1] out, bint reverse,
+                       int pieces=1):
+    """The packed (N, (t1 - t0) B) matrix Hp^T of backward's h_{t-1} rows of the steps t0 ..
+    t1 (rnn_common.pack_hprev), packed in `pieces` shares as that many threads would (tests
+    only)."""
     cdef Py_ssize_t N = h0.shape[1], c
     dt = np.float64 if floating is double else np.float32
-    Hp = aligned_empty(packed_size(N, T * B, floating is double), dt)
+    Hp = aligned_empty(packed_size(N, (t1 - t0) * B, floating is double), dt)
     cdef floating[::1] hp = Hp
     for c in range(pieces):
-        pack_hprev(c, pieces, T, B, N, &out[0, 0], out.shape[1], &h0[0, 0], reverse, &hp[0])
+        pack_hprev(c, pieces, T, B, t0, t1, N, &out[0, 0], out.shape[1], &h0[0, 0], reverse,
+                   &hp[0])
     return Hp
 
 
 def grad_packed_memview(const floating[:, ::1] dG, const floating[:, ::1] X,
-                        floating[:, ::1] dW, X2=None, dW2=None, db=None, int pieces=1,
-                        bint work=True):
-    """dW = dG^T X (and dW2 = dG^T X2, db = the sum of dG's rows when given) through
-    rnn_common.pack_rows and grad_packed, each run in `pieces` shares as that many threads
-    would; work False: no workspace (the packed GEMM's stack path) (tests only)."""
+                        floating[:, ::1] dW, X2=None, dW2=None, db=None, bint add=False,
+                        int pieces=1, bint work=True):
+    """dW (=, += when add) dG^T X (and dW2 (=|+=) dG^T X2, db = the sum of dG's rows when
+    given) through rnn_common.pack_rows, grad_packed and colsum_rows, each run in `pieces`
+    shares as that many threads would; work False: no workspace (the packed GEMM's stack
+    path) (tests only)."""
     cdef Py_ssize_t R = dG.shape[0], M = dG.shape[1], N = X.shape[1], N2 = 0, c
     cdef bint dbl = floating is double
     dt = np.float64 if dbl else np.float32
@@ -1045,7 +1098,6 @@ def grad_packed_memview(const floating[:, ::1] dG, const floating[:, ::1] X,
     cdef floating[::1] dbv
     cdef floating *x2ptr = NULL
     cdef floating *dw2ptr = NULL
-    cdef floating *dbptr = NULL
     for c in range(pieces):
         pack_rows(c, pieces, N, R, 0, R, &X[0, 0] if R else NULL, N, &xp[0])
     if X2 is not None:
@@ -1056,13 +1108,13 @@ def grad_packed_memview(const floating[:, ::1] dG, const floating[:, ::1] X,
         for c in range(pieces):
             pack_rows(c, pieces, N2, R, 0, R, &x2[0, 0] if R else NULL, N2, &x2p[0])
         x2ptr, dw2ptr = &x2p[0], &dw2[0, 0]
-    if db is not None:
-        dbv = db
-        dbptr = &dbv[0]
     ones = np.ones(max(1, R), dtype=dt)
     W = aligned_empty(max(16, work_elems(M, R, dbl)), dt)
     w = W
     for c in range(pieces):
         grad_packed(c, pieces, M, R, &dG[0, 0] if R else NULL, M, N, &xp[0], &dW[0, 0], N, N2,
-                    x2ptr, dw2ptr, N2, &w[0] if work else NULL, &ones[0], dbptr)
-
+                    x2ptr, dw2ptr, N2, add, &w[0] if work else NULL)
+    if db is not None:
+        dbv = db
+        for c in range(pieces):
+            colsum_rows(c, pieces, R, M, &dG[0, 0] if R else NULL, M, &ones[0], &dbv[0])

@@ -588,16 +588,16 @@ FRP_API void fr_gemm_packed_blocks_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1
     frp_out_##SFX o = {Wp, N, n0 < 0 ? 0 : n0, n1, nblk, bstride, C, ldc};                         \
     frp_gemm_##SFX(M, K, A, arow, lda, 0, 1, &o, beta, work);                                      \
 }                                                                                                  \
-/* C = A W^T (M, N) and, when W2p is not NULL, C2 = A W2^T (M, N2), with A (M, K) given          \
- * transposed, as At (K, M) with row stride ldat, and packed once for both: sums over K rows    \
- * such as the weight gradients dW_ih = dG^T x and dW_hh = dG^T h_{t-1} (At = dG; the W^T are   \
- * x and h_{t-1}, packed by fr_pack_trans(_rows)) */                                               \
+/* C = A W^T (M, N) (+ C when add) and, when W2p is not NULL, C2 = A W2^T (M, N2) (+ C2), with  \
+ * A (M, K) given transposed, as At (K, M) with row stride ldat, and packed once for both: sums  \
+ * over K rows such as the weight gradients dW_ih = dG^T x and dW_hh = dG^T h_{t-1} (At = dG;   \
+ * the W^T are x and h_{t-1}, packed by fr_pack_trans(_rows)) */                                   \
 FRP_API void fr_gemm_packed_at_##SFX(ptrdiff_t M, ptrdiff_t K, const real *At, ptrdiff_t ldat,     \
         const real *Wp, ptrdiff_t N, real *C, ptrdiff_t ldc, const real *W2p, ptrdiff_t N2,        \
-        real *C2, ptrdiff_t ldc2, real *work)                                                      \
+        real *C2, ptrdiff_t ldc2, int add, real *work)                                             \
 {                                                                                                  \
     frp_out_##SFX o[FRP_NOUT] = {{Wp, N, 0, N, 1, 0, C, ldc}, {W2p, N2, 0, N2, 1, 0, C2, ldc2}};   \
-    frp_gemm_##SFX(M, K, At, NULL, ldat, 1, W2p != NULL ? 2 : 1, o, 0, work);                      \
+    frp_gemm_##SFX(M, K, At, NULL, ldat, 1, W2p != NULL ? 2 : 1, o, add ? 1 : 0, work);            \
 }                                                                                                  \
 /* one block: columns [n0, n1) */                                                                  \
 FRP_API void fr_gemm_packed_rows_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,       \

@@ -43,13 +43,13 @@ cdef extern from "packed_gemm.h" nogil:
                                    const Py_ssize_t *arow, Py_ssize_t lda, const double *Wp,
                                    Py_ssize_t N, double beta, double *C, Py_ssize_t ldc,
                                    double *work)
-    # C = A W^T and (W2p not NULL) C2 = A W2^T, A (M, K) given transposed as At (K, M), row
-    # stride ldat, packed once for both (weight gradients dG^T x, dG^T h_{t-1})
+    # C (=, += when add) A W^T and (W2p not NULL) C2 (=|+=) A W2^T, A (M, K) given transposed
+    # as At (K, M), row stride ldat, packed once for both (weight gradients dG^T x, dG^T h)
     void fr_gemm_packed_at_f32(Py_ssize_t M, Py_ssize_t K, const float *At, Py_ssize_t ldat,
                                const float *Wp, Py_ssize_t N, float *C, Py_ssize_t ldc,
                                const float *W2p, Py_ssize_t N2, float *C2, Py_ssize_t ldc2,
-                               float *work)
+                               bint add, float *work)
     void fr_gemm_packed_at_f64(Py_ssize_t M, Py_ssize_t K, const double *At, Py_ssize_t ldat,
                                const double *Wp, Py_ssize_t N, double *C, Py_ssize_t ldc,
                                const double *W2p, Py_ssize_t N2, double *C2, Py_ssize_t ldc2,
-                               double *work)
+                               bint add, double *work)

@@ -251,38 +251,50 @@ cdef inline void pack_rows(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t N, Py_ssize_t
 
 
 cdef inline void pack_hprev(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t T, Py_ssize_t B,
-                            Py_ssize_t N, const floating *out, Py_ssize_t ldo,
-                            const floating *h0, bint reverse, floating *Xp) noexcept nogil:
-    """pack_rows of the (T*B, N) matrix whose rows t*B .. t*B+B are h_{t-1}: h0 (B, N) at the
-    direction's first step, else out at time t - 1 (forward) or t + 1 (reverse), row stride
-    ldo."""
-    cdef Py_ssize_t R = T * B, first = (T - 1) * B if reverse else 0
-    pack_rows(c, nc, N, R, first, first + B, h0, N, Xp)
-    if reverse:
-        pack_rows(c, nc, N, R, 0, R - B, out + B * ldo, ldo, Xp)
-    else:
-        pack_rows(c, nc, N, R, B, R, out, ldo, Xp)
+                            Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t N, const floating *out,
+                            Py_ssize_t ldo, const floating *h0, bint reverse,
+                            floating *Xp) noexcept nogil:
+    """pack_rows of the ((t1 - t0) B, N) matrix of h_{t-1} for the steps t0 <= t < t1, B rows
+    each: h0 (B, N) at the direction's first step (t = 0, or T - 1 when reverse), else out at
+    time t - 1 (forward) or t + 1 (reverse), row stride ldo."""
+    cdef Py_ssize_t K = (t1 - t0) * B, first = T - 1 if reverse else 0
+    cdef Py_ssize_t a = t0, b = t1          # the steps whose h_{t-1} is a row block of out
+    if t0 <= first < t1:
+        pack_rows(c, nc, N, K, (first - t0) * B, (first - t0 + 1) * B, h0, N, Xp)
+        if reverse:
+            b = first
+        else:
+            a = first + 1
+    if a < b:
+        pack_rows(c, nc, N, K, (a - t0) * B, (b - t0) * B,
+                  out + (a + 1 if reverse else a - 1) * B * ldo, ldo, Xp)
 
 
 cdef inline void grad_packed(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_t R,
                              const floating *dG, Py_ssize_t ldg, Py_ssize_t N,
                              const floating *Xp, floating *dW, Py_ssize_t ldw, Py_ssize_t N2,
-                             const floating *X2p, floating *dW2, Py_ssize_t ldw2,
-                             floating *work, const floating *ones,
-                             floating *db) noexcept nogil:
-    """Rows of the weight gradients dW (M, N) = dG (R, M)^T . X (R, N) and, when X2p is not
-    NULL, dW2 (M, N2) = dG^T . X2 (R, N2), summed over R rows, with X and X2 packed by
-    pack_rows / pack_hprev (Xp, X2p; every thread's share packed before this is called),
-    through the packed GEMM (dG read transposed as it is packed, once for both; work: this
-    thread's packed_work_size(M, R)); and, when db != NULL, the same entries of db (M) = the
-    sum of the R rows of dG."""
+                             const floating *X2p, floating *dW2, Py_ssize_t ldw2, bint add,
+                             floating *work) noexcept nogil:
+    """Rows of the weight gradients dW (M, N) (=, or += when add) dG (R, M)^T . X (R, N) and,
+    when X2p is not NULL, dW2 (M, N2) (=|+=) dG^T . X2 (R, N2): sums over R rows, X and X2
+    packed by pack_rows / pack_hprev (Xp, X2p; every thread's share packed before this is
+    called), through the packed GEMM (dG read transposed as it is packed, once for both; work:
+    this thread's packed_work_size(M, R))."""
     cdef Py_ssize_t lo = chunk_lo(M, UNIT_ALIGN, c, nc), hi = chunk_lo(M, UNIT_ALIGN, c + 1, nc)
     if lo < hi:
         if floating is float:
             fr_gemm_packed_at_f32(hi - lo, R, dG + lo, ldg, Xp, N, dW + lo * ldw, ldw, X2p, N2,
-                                  dW2 + lo * ldw2 if X2p != NULL else NULL, ldw2, work)
+                                  dW2 + lo * ldw2 if X2p != NULL else NULL, ldw2, add, work)
         else:
             fr_gemm_packed_at_f64(hi - lo, R, dG + lo, ldg, Xp, N, dW + lo * ldw, ldw, X2p, N2,
-                                  dW2 + lo * ldw2 if X2p != NULL else NULL, ldw2, work)
-        if db != NULL:
-            colsum(R, hi - lo, dG + lo, ldg, ones, db + lo)
+                                  dW2 + lo * ldw2 if X2p != NULL else NULL, ldw2, add, work)
+
+
+cdef inline void colsum_rows(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t R, Py_ssize_t N,
+                             const floating *A, Py_ssize_t lda, const floating *ones,
+                             floating *y) noexcept nogil:
+    """Entries of y (N) = the sum of the R rows of A (a bias gradient), as grad_packed splits
+    the rows of a weight gradient."""
+    cdef Py_ssize_t lo = chunk_lo(N, UNIT_ALIGN, c, nc), hi = chunk_lo(N, UNIT_ALIGN, c + 1, nc)
+    if lo < hi:
+        colsum(R, hi - lo, A + lo, lda, ones, y + lo)

@@ -67,8 +67,11 @@ cdef struct Grad:
     void *db_ih          # (G)
     void *db_hh          # (G)
     const void *ones     # (T*B) ones
-    void *xp             # x (T*B, I) packed as X^T for the weight gradients (grad_packed)
-    void *hp             # h_{t-1} of every step (T*B, P), packed the same way
+    # the weight gradients run over blocks of sblk steps: a block's x (sblk*B, I) and h_{t-1}
+    # (sblk*B, P) packed as X^T (grad_packed) in xp, hp
+    Py_ssize_t sblk
+    void *xp
+    void *hp
     void *dr             # LSTM (B, H) dL/d(o tanh c_t)
     void *dhtot          # LSTM with projection (T*B, P): dL/dh_t of every step
     void *r_all          # LSTM: (T*B, H) o tanh(c_t) with projection, else (B, H)

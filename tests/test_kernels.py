@@ -101,20 +101,27 @@ def _grad_expected(dG, X):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("R,M,N", GRAD_SHAPES)
 @pytest.mark.parametrize("pieces", [1, 3])
-def test_grad_packed(dtype, R, M, N, pieces):
-    """dW = dG^T X, dW2 = dG^T X2 (dG packed once for both) and db = the row sum of dG, split in
-    `pieces` shares as threads split them."""
+@pytest.mark.parametrize("add", [False, True])
+def test_grad_packed(dtype, R, M, N, pieces, add):
+    """dW (=|+=) dG^T X, dW2 (=|+=) dG^T X2 (dG packed once for both) and db = the row sum of
+    dG, split in `pieces` shares as threads split them."""
     rng = np.random.default_rng(R * 7 + M * 3 + N)
     dG = rng.standard_normal((R, M)).astype(dtype)
     X = rng.standard_normal((R, N)).astype(dtype)
     X2 = rng.standard_normal((R, N + 9)).astype(dtype)
-    dW = np.full((M, N), np.nan, dtype)        # written, not added to
-    dW2 = np.full((M, N + 9), np.nan, dtype)
+    if add:
+        dW = rng.standard_normal((M, N)).astype(dtype)
+        dW2 = rng.standard_normal((M, N + 9)).astype(dtype)
+    else:                                      # written, not added to
+        dW = np.full((M, N), np.nan, dtype)
+        dW2 = np.full((M, N + 9), np.nan, dtype)
+    expected = _grad_expected(dG, X) + (dW if add else 0)
+    expected2 = _grad_expected(dG, X2) + (dW2 if add else 0)
     db = np.full(M, np.nan, dtype)
-    _kernels.grad_packed_memview(dG, X, dW, X2, dW2, db, pieces=pieces)
+    _kernels.grad_packed_memview(dG, X, dW, X2, dW2, db, add=add, pieces=pieces)
     tol = RTOL[dtype] * np.sqrt(R)
-    np.testing.assert_allclose(dW, _grad_expected(dG, X), rtol=tol, atol=tol)
-    np.testing.assert_allclose(dW2, _grad_expected(dG, X2), rtol=tol, atol=tol)
+    np.testing.assert_allclose(dW, expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dW2, expected2, rtol=tol, atol=tol)
     np.testing.assert_allclose(db, dG.astype(np.float64).sum(0), rtol=tol, atol=tol)
 
 
@@ -142,12 +149,15 @@ def test_grad_packed_sums_no_rows_to_zero():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("T,B,N", [(1, 1, 1), (1, 3, 40), (5, 2, 33), (40, 16, 64)])
+@pytest.mark.parametrize("T,B,N,t0,t1", [(1, 1, 1, 0, 1), (1, 3, 40, 0, 1), (5, 2, 33, 0, 5),
+                                         (40, 16, 64, 0, 40), (7, 3, 35, 0, 3),
+                                         (7, 3, 35, 3, 6), (7, 3, 35, 6, 7), (7, 3, 35, 2, 7)])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("pieces", [1, 2, 5])
-def test_pack_hprev(dtype, T, B, N, reverse, pieces):
-    """Backward's h_{t-1} rows: h0 at the direction's first step, else out at t - 1 (forward)
-    or t + 1 (reverse), packed as fr_pack packs Hp^T."""
+def test_pack_hprev(dtype, T, B, N, t0, t1, reverse, pieces):
+    """Backward's h_{t-1} rows of the steps t0 .. t1 (a block of the weight gradients): h0 at
+    the direction's first step, else out at t - 1 (forward) or t + 1 (reverse), packed as
+    fr_pack packs Hp^T."""
     rng = np.random.default_rng(T * 100 + B * 10 + N)
     h0 = rng.standard_normal((B, N)).astype(dtype)
     out = rng.standard_normal((T * B, N + 3)).astype(dtype)   # a wider row: another column's
@@ -156,8 +166,9 @@ def test_pack_hprev(dtype, T, B, N, reverse, pieces):
         hp = np.concatenate([steps[1:], h0[None]])
     else:
         hp = np.concatenate([h0[None], steps[:-1]])
-    expected = _kernels.pack_memview(np.ascontiguousarray(hp.reshape(T * B, N).T), False)
-    got = _kernels.pack_hprev_memview(T, B, h0, out, reverse, pieces)
+    hp = hp[t0:t1].reshape((t1 - t0) * B, N)
+    expected = _kernels.pack_memview(np.ascontiguousarray(hp.T), False)
+    got = _kernels.pack_hprev_memview(T, B, t0, t1, h0, out, reverse, pieces)
     np.testing.assert_array_equal(got, expected)
 
 

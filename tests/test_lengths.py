@@ -103,6 +103,15 @@ def test_forward_equals_torch_packed(config, pattern, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("config", CONFIGS, ids=cfg_id)
+def test_gradients_in_blocks_of_steps_equal_torch_packed(monkeypatch, config, dtype):
+    """Backward's weight gradients summed over blocks of a few steps (a small block budget),
+    the padding rows of x and h_{t-1} inside the blocks."""
+    monkeypatch.setattr(fusedrnn._kernels, "GRAD_BLOCK_BYTES", 4096)
+    test_gradients_equal_torch_packed(config, "unsorted", dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("pattern", ["unsorted", "ascending", "all-one"])
 @pytest.mark.parametrize("config", CONFIGS, ids=cfg_id)
 def test_gradients_equal_torch_packed(config, pattern, dtype):

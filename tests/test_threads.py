@@ -95,6 +95,34 @@ def test_backward_threads_match_one_thread(forced_threads, rng, threads, dtype, 
         assert_tree_close(gn[name], g1[name], dtype, what=name)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind, proj_size, reset_after", CASES)
+def test_backward_threads_in_blocks_of_steps(forced_threads, monkeypatch, rng, threads, dtype,
+                                             kind, proj_size, reset_after):
+    """The weight gradients summed over blocks of steps (a small block budget: 2-4 steps
+    here, T = 7), each block's packing and products shared between threads, equal the
+    one-thread one-block gradients."""
+    cfg = layer_cfg(9, 45, num_layers=2, bidirectional=True, proj_size=proj_size)
+    cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+    extra = {} if kind == "lstm" else {"reset_after": reset_after}
+    x, hx = layer_data(rng, kind, cfg, 7, 5, hx=True, dtype=dtype)
+    results = []
+    for n, budget in ((1, None), (threads, 3 * 5 * 128 * 8)):
+        if budget:
+            monkeypatch.setattr(fusedrnn._kernels, "GRAD_BLOCK_BYTES", budget)
+        fusedrnn.set_num_threads(n)
+        model = cls(dtype=dtype, seed=3, **cfg, **extra)
+        out, h_n, tape = model.forward_train(x, hx)
+        d_out = np.linspace(-1, 1, out.size).reshape(out.shape)
+        results.append(model.backward(tape, d_out))
+    (dx1, dhx1, g1), (dxn, dhxn, gn) = results
+    assert_tree_close(dxn, dx1, dtype)
+    assert_tree_close(dhxn, dhx1, dtype)
+    for name in g1:
+        assert_tree_close(gn[name], g1[name], dtype, what=name)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("kind, proj_size, reset_after", CASES)
 def test_directions_together_or_in_turn(forced_threads, monkeypatch, rng, threads, kind,

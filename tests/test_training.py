@@ -126,6 +126,43 @@ def test_layer_grads_match_torch(rng_t, kind, dtype, num_layers, bidirectional, 
                         bias=bias, proj_size=proj_size)
 
 
+# a block budget of 1536 bytes makes backward's weight-gradient blocks 2 steps long (float32)
+# or 1 step (float64) at I = 4, H = 6, B = 3
+SMALL_GRAD_BLOCKS = 1536
+
+
+@pytest.mark.parametrize("kind, proj_size", [("lstm", 0), ("lstm", 3), ("gru", 0)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("bidirectional", (False, True))
+def test_weight_gradients_in_blocks_of_steps_match_torch(rng_t, monkeypatch, kind, proj_size,
+                                                         dtype, bidirectional):
+    """Backward sums the weight gradients over blocks of steps (a bounded workspace for the
+    packed x and h_{t-1}); T = 7: the last block is shorter, in both directions and layers."""
+    monkeypatch.setattr(fusedrnn._kernels, "GRAD_BLOCK_BYTES", SMALL_GRAD_BLOCKS)
+    check_against_torch(rng_t, kind, dtype, T=7, B=3, I=4, H=6, num_layers=2,
+                        bidirectional=bidirectional, proj_size=proj_size)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_weight_gradients_in_blocks_original_gru(rng_t, monkeypatch, dtype):
+    """GRU reset_after=False (no torch twin; its one-block gradients are checked by finite
+    differences in test_training_fd.py): blocks of steps give the one-block gradients."""
+    model = make_model("gru", dtype, 4, 6, num_layers=2, bidirectional=True, reset_after=False)
+    x = rng_t.standard_normal((7, 3, 4)).astype(dtype)
+    out, h_n, tape = model.forward_train(x)
+    go = rng_t.standard_normal(out.shape).astype(dtype)
+    one = model.backward(tape, go)
+    monkeypatch.setattr(fusedrnn._kernels, "GRAD_BLOCK_BYTES", SMALL_GRAD_BLOCKS)
+    model = make_model("gru", dtype, 4, 6, num_layers=2, bidirectional=True, reset_after=False)
+    _, _, tape = model.forward_train(x)
+    blocks = model.backward(tape, go)
+    tol = SAME_TOL[np.dtype(dtype)] * 10
+    np.testing.assert_allclose(blocks[0], one[0], rtol=tol, atol=tol, err_msg="dx")
+    for name in one[2]:
+        np.testing.assert_allclose(blocks[2][name], one[2][name], rtol=tol, atol=tol,
+                                   err_msg=name)
+
+
 MODES = {"lstm": ("state", "out", "h", "c"), "gru": ("state", "out")}
 
 
