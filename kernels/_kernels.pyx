@@ -1098,23 +1098,26 @@ def grad_packed_memview(const floating[:, ::1] dG, const floating[:, ::1] X,
     cdef floating[::1] dbv
     cdef floating *x2ptr = NULL
     cdef floating *dw2ptr = NULL
+    # no rows: a pointer to something all the same (no offset is applied to NULL)
+    cdef floating[::1] none = np.zeros(max(M, N, 1), dtype=dt)
+    cdef const floating *dg = &dG[0, 0] if R else &none[0]
     for c in range(pieces):
-        pack_rows(c, pieces, N, R, 0, R, &X[0, 0] if R else NULL, N, &xp[0])
+        pack_rows(c, pieces, N, R, 0, R, &X[0, 0] if R else &none[0], N, &xp[0])
     if X2 is not None:
         x2, dw2 = X2, dW2
         N2 = x2.shape[1]
         X2p = aligned_empty(max(1, packed_size(N2, R, dbl)), dt)
         x2p = X2p
         for c in range(pieces):
-            pack_rows(c, pieces, N2, R, 0, R, &x2[0, 0] if R else NULL, N2, &x2p[0])
+            pack_rows(c, pieces, N2, R, 0, R, &x2[0, 0] if R else &none[0], N2, &x2p[0])
         x2ptr, dw2ptr = &x2p[0], &dw2[0, 0]
     ones = np.ones(max(1, R), dtype=dt)
     W = aligned_empty(max(16, work_elems(M, R, dbl)), dt)
     w = W
     for c in range(pieces):
-        grad_packed(c, pieces, M, R, &dG[0, 0] if R else NULL, M, N, &xp[0], &dW[0, 0], N, N2,
-                    x2ptr, dw2ptr, N2, add, &w[0] if work else NULL)
+        grad_packed(c, pieces, M, R, dg, M, N, &xp[0], &dW[0, 0], N, N2, x2ptr, dw2ptr, N2, add,
+                    &w[0] if work else NULL)
     if db is not None:
         dbv = db
         for c in range(pieces):
-            colsum_rows(c, pieces, R, M, &dG[0, 0] if R else NULL, M, &ones[0], &dbv[0])
+            colsum_rows(c, pieces, R, M, dg, M, &ones[0], &dbv[0])
