@@ -517,7 +517,7 @@ FRP_API ptrdiff_t fr_packed_work_size_##SFX(ptrdiff_t M, ptrdiff_t K)           
 }                                                                                                  \
 /* the products out[0 .. nout) of A (M, K): row i of A at A + arow[i] lda (arow NULL: A + i lda), \
  * or A given transposed (at: A(i, k) at A[k lda + i]) */                                          \
-static void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const ptrdiff_t *arow,         \
+FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const ptrdiff_t *arow,         \
         ptrdiff_t lda, int at, int nout, const frp_out_##SFX *out, real beta, real *work)          \
 {                                                                                                  \
     frp_blk_##SFX blk;                                                                             \
