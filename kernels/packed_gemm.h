@@ -498,7 +498,7 @@ typedef struct {                                                                
 } frp_out_##SFX;
 FRP_DEFINE_OUT(f32, float)
 FRP_DEFINE_OUT(f64, double)
-/* loop over every column block [a, b) of every output o_ (an empty block is skipped) */
+/* loop over every column block [a, b) of every output out[u_] (an empty block is skipped) */
 #define FRP_FOR_BLOCKS                                                                             \
     for (int u_ = 0; u_ < nout; u_++)                                                              \
         for (ptrdiff_t q_ = 0; q_ < out[u_].nblk; q_++)                                            \
@@ -517,7 +517,7 @@ FRP_API ptrdiff_t fr_packed_work_size_##SFX(ptrdiff_t M, ptrdiff_t K)           
 }                                                                                                  \
 /* the products out[0 .. nout) of A (M, K): row i of A at A + arow[i] lda (arow NULL: A + i lda), \
  * or A given transposed (at: A(i, k) at A[k lda + i]) */                                          \
-FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const ptrdiff_t *arow,         \
+FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const ptrdiff_t *arow,     \
         ptrdiff_t lda, int at, int nout, const frp_out_##SFX *out, real beta, real *work)          \
 {                                                                                                  \
     frp_blk_##SFX blk;                                                                             \
