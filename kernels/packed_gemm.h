@@ -395,21 +395,33 @@ static void frp_select_##SFX(ptrdiff_t M, frp_blk_##SFX *blk, int *mrmax, int *w
     }                                                                                              \
 }                                                                                                  \
 /* Ap[k mr + i] = A(i0 + i, k0 + k), i < mr, k < kc, where row r of A is at A + r lda, or at   \
- * A + arow[r] lda when arow is given (a gather: rows picked from a larger matrix, no copy); at:   \
- * A given transposed, A(r, k) at A[k lda + r] (arow unused) */                                   \
+ * A + arow[r] lda when arow is given (a gather: rows picked from a larger matrix, no copy) */     \
 static void frp_pack_a_##SFX(int mr, ptrdiff_t kc, const real *FRP_RESTRICT A, ptrdiff_t lda,      \
-                             const ptrdiff_t *arow, int at, ptrdiff_t i0, ptrdiff_t k0,            \
+                             const ptrdiff_t *arow, ptrdiff_t i0, ptrdiff_t k0,                    \
                              real *FRP_RESTRICT Ap)                                                \
 {                                                                                                  \
-    if (at) { /* mr contiguous values per k */                                                   \
-        for (ptrdiff_t k = 0; k < kc; k++)                                                         \
-            frp_copy_small_##SFX(mr, A + (k0 + k) * lda + i0, Ap + k * mr);                        \
-        return;                                                                                    \
-    }                                                                                              \
     for (int i = 0; i < mr; i++) {                                                                 \
         const real *FRP_RESTRICT a = A + (arow ? arow[i0 + i] : i0 + i) * lda + k0;                \
         for (ptrdiff_t k = 0; k < kc; k++)                                                         \
             Ap[k * mr + i] = a[k];                                                                 \
+    }                                                                                              \
+}                                                                                                  \
+/* frp_pack_a of nb row blocks (mb rows, mb + 1 for the first nbig) of A given transposed,      \
+ * A(i, k) at At[k lda + i], k < kc: block b (rows i0 ..) at Ap + i0 ldp.  k outer: At is read   \
+ * row by row, each row's part of every block at once (prefetched FRP_PF_AT rows ahead: the      \
+ * parts are short and far apart) */                                                              \
+static void frp_pack_at_##SFX(ptrdiff_t nb, ptrdiff_t mb, ptrdiff_t nbig, ptrdiff_t kc,            \
+                              const real *At, ptrdiff_t lda, ptrdiff_t ldp, real *Ap)              \
+{                                                                                                  \
+    ptrdiff_t m = nb * mb + nbig;                                                                  \
+    for (ptrdiff_t k = 0; k < kc; k++) {                                                           \
+        if (k + FRP_PF_AT < kc)                                                                    \
+            frp_prefetch_l1(At + (k + FRP_PF_AT) * lda, m * sizeof(real));                         \
+        for (ptrdiff_t b = 0, i0 = 0; b < nb; b++) {                                               \
+            int mr = (int)(b < nbig ? mb + 1 : mb);                                                \
+            frp_copy_small_##SFX(mr, At + k * lda + i0, Ap + i0 * ldp + k * mr);                   \
+            i0 += mr;                                                                              \
+        }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
 /* one row block x one k-block x one panel; columns [ja, jb) of the panel are written */           \
@@ -469,7 +481,10 @@ static void frp_gemm_stack_##SFX(frp_blk_##SFX blk, int mrmax, ptrdiff_t M, ptrd
         int acc = k0 > 0 || beta != 0;                                                             \
         for (ptrdiff_t b = 0, i0 = 0; b < nb; b++) {                                               \
             int mr = (int)(b < nbig ? mb + 1 : mb);                                                \
-            frp_pack_a_##SFX(mr, kc, A, lda, arow, at, i0, k0, Ap);                                \
+            if (at)                                                                                \
+                frp_pack_at_##SFX(1, mr, 0, kc, A + k0 * lda + i0, lda, kc, Ap);                   \
+            else                                                                                   \
+                frp_pack_a_##SFX(mr, kc, A, lda, arow, i0, k0, Ap);                                \
             for (ptrdiff_t p = n0 / FR_PACKED_NR; p < pend; p++) {                                 \
                 ptrdiff_t j0 = p * FR_PACKED_NR;                                                   \
                 ptrdiff_t ja = n0 > j0 ? n0 - j0 : 0;                                              \
@@ -554,21 +569,12 @@ FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const pt
     for (ptrdiff_t ch = 0, m0 = 0; ch < nch; ch++) {                                               \
         ptrdiff_t Mc = M / nch + (ch < M % nch);                                                   \
         ptrdiff_t nb = (Mc + mrmax - 1) / mrmax, mb = Mc / nb, nbig = Mc % nb;                     \
-        if (at) { /* k outer: A^T is read row by row, each row's part of every block at once */ \
-            for (ptrdiff_t k = 0; k < K; k++) {                                                    \
-                /* the rows' parts are short and far apart: prefetch FRP_PF_AT rows ahead */       \
-                if (k + FRP_PF_AT < K)                                                             \
-                    frp_prefetch_l1(A + (k + FRP_PF_AT) * lda + m0, Mc * sizeof(real));            \
-                for (ptrdiff_t bl = 0, i0 = 0; bl < nb; bl++) {                                    \
-                    int mr = (int)(bl < nbig ? mb + 1 : mb);                                       \
-                    frp_copy_small_##SFX(mr, A + k * lda + m0 + i0, work + i0 * K + k * mr);       \
-                    i0 += mr;                                                                      \
-                }                                                                                  \
-            }                                                                                      \
+        if (at) {                                                                                  \
+            frp_pack_at_##SFX(nb, mb, nbig, K, A + m0, lda, K, work);                              \
         } else {                                                                                   \
             for (ptrdiff_t bl = 0, i0 = 0; bl < nb; bl++) {                                        \
                 int mr = (int)(bl < nbig ? mb + 1 : mb);                                           \
-                frp_pack_a_##SFX(mr, K, A, lda, arow, 0, m0 + i0, 0, work + i0 * K);               \
+                frp_pack_a_##SFX(mr, K, A, lda, arow, m0 + i0, 0, work + i0 * K);                  \
                 i0 += mr;                                                                          \
             }                                                                                      \
         }                                                                                          \
