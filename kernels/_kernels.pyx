@@ -171,7 +171,8 @@ cdef void backward_thread(const Cell *cl, const Run *r, const Grad *gr, int tid,
             lstm_wgrads(cl, r, gr, t0, t1, tid, nt, tag)
         else:
             gru_wgrads(cl, r, gr, t0, t1, tid, nt, tag)
-        fr_barrier()                # before the next block's packing
+        if t1 < T:                  # (every thread decides the same: the barriers match)
+            fr_barrier()            # before the next block's packing; the tails need none
         t0 = t1
     if cl.kind == LSTM_CELL:
         lstm_tail(cl, r, gr, tid, nt, tag)
