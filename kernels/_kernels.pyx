@@ -135,7 +135,7 @@ cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt, bint own
         # steps read only the columns it computes here, so no barrier
         pgemm_gates(tid, nt, own, 0, G // cl.H, cl.H, T * B, I, <const floating *>r.x, I,
                     <const floating *>r.wp_ih, G, <floating>0, <floating *>r.gates, G,
-                    <floating *>r.work + tid * r.wsz, &lo, &hi)
+                    <floating *>r.work + tid * r.wsz, &lo, &hi, False)
     else:
         pgemm_rows(tid, nt, T * B, G, I, <const floating *>r.x, I, <const floating *>r.wp_ih,
                    <floating>0, <floating *>r.gates, G, <floating *>r.work + tid * r.wsz)
@@ -290,7 +290,7 @@ cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
     cdef floating *hdst = <floating *>r.aux if cl.wp_hr != NULL else h_t
     ldh = H if cl.wp_hr != NULL else r.ldo
     pgemm_gates(tid, nt, own, 0, 4, H, Bt, P, hp, ldhp, <const floating *>cl.wp_hh, G,
-                <floating>1, g_t, G, work, &lo, &hi)
+                <floating>1, g_t, G, work, &lo, &hi, s & 1)
     if lo < hi:
         lstm_fwd(Bt, H, lo, hi, g_t, G, <const floating *>cl.bias,
                  state_prev(r, state, s, H), state + state_row(r, s) * H, hdst, ldh)
@@ -298,7 +298,7 @@ cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
     fr_barrier()
     if cl.wp_hr != NULL:
         pgemm_cols(tid, nt, Bt, 0, P, H, <const floating *>r.aux, H,
-                   <const floating *>cl.wp_hr, P, <floating>0, h_t, r.ldo, work)
+                   <const floating *>cl.wp_hr, P, <floating>0, h_t, r.ldo, work, s & 1)
         fr_barrier()
 
 
@@ -327,7 +327,7 @@ cdef void lstm_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_
     fr_barrier()
     if proj:
         pgemm_cols(tid, nt, Bt, 0, H, P, dh, P, <const floating *>cl.wt_hr, H, <floating>0,
-                   <floating *>gr.dr, H, work)
+                   <floating *>gr.dr, H, work, s & 1)
         fr_barrier()
     unit_chunk(H, tid, nt, &lo, &hi)
     if lo < hi:
@@ -340,7 +340,7 @@ cdef void lstm_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_
     zero_rows(lo, hi, Bt, B, g_t, G)
     fr_barrier()
     pgemm_cols(tid, nt, Bt, 0, P, G, g_t, G, <const floating *>cl.wt_hh, P, <floating>0, dh, P,
-               work)
+               work, s & 1)
     fr_barrier()
 
 
@@ -383,7 +383,7 @@ cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt, 
     cdef floating *aux = <floating *>r.aux
     if cl.kind == GRU_CELL:
         pgemm_gates(tid, nt, own, 0, 3, H, Bt, H, hp, ldhp, wp, G, <floating>0, aux, G, work,
-                    &lo, &hi)
+                    &lo, &hi, s & 1)
         if lo < hi:
             gru_fwd(Bt, H, lo, hi, g_t, bias, aux, <const floating *>cl.b_hn, hp, ldhp, h_t,
                     r.ldo, <floating *>r.state + state_row(r, s) * H)
@@ -391,12 +391,12 @@ cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt, 
         fr_barrier()
         return
     pgemm_gates(tid, nt, own, 0, 2, H, Bt, H, hp, ldhp, wp, G, <floating>1, g_t, G, work, &lo,
-                &hi)
+                &hi, s & 1)
     if lo < hi:
         gru_rz(Bt, H, lo, hi, g_t, bias, hp, ldhp, aux)
     fr_barrier()
     pgemm_gates(tid, nt, own, 2 * H, 1, H, Bt, H, aux, H, wp, G, <floating>1, g_t, G, work,
-                &lo, &hi)
+                &lo, &hi, s & 1)
     if lo < hi:
         gru_n(Bt, H, lo, hi, g_t, bias, hp, ldhp, h_t, r.ldo)
     pad_step(cl, r, s, tid, nt, tag)
@@ -432,18 +432,18 @@ cdef void gru_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_t
     fr_barrier()
     if cl.kind == GRU_CELL:
         pgemm_cols(tid, nt, Bt, 0, H, G, <const floating *>gr.dgh, G,
-                   <const floating *>cl.wt_hh, H, <floating>1, dh, H, work)
+                   <const floating *>cl.wt_hh, H, <floating>1, dh, H, work, s & 1)
         fr_barrier()
         return
     pgemm_cols(tid, nt, Bt, 0, H, H, g_t + 2 * H, G, <const floating *>cl.wt_n, H,
-               <floating>0, drh, H, work)
+               <floating>0, drh, H, work, s & 1)
     fr_barrier()
     if lo < hi:
         gru_bwd2(Bt, H, lo, hi, g_t, hp, ldhp, drh, dh, <floating *>gr.rh_all + t * B * H)
         zero_rows(lo, hi, t * B + Bt, t * B + B, <floating *>gr.rh_all, H)
     fr_barrier()
     pgemm_cols(tid, nt, Bt, 0, H, 2 * H, g_t, G, <const floating *>cl.wt_hh, H, <floating>1,
-               dh, H, work)
+               dh, H, work, s & 1)
     fr_barrier()
 
 
@@ -1045,10 +1045,11 @@ def pack_memview(W, bint trans):
 
 def packed_gemm_memview(const floating[:, ::1] A, W, double beta, floating[:, ::1] C,
                         Py_ssize_t n0=0, Py_ssize_t n1=-1, Py_ssize_t nblk=1,
-                        Py_ssize_t bstride=0):
+                        Py_ssize_t bstride=0, bint rev=False):
     """C[:, n0:n1] = A (M, K) W[n0:n1]^T + beta C[:, n0:n1] through the packed GEMM, W (N, K)
     packed here (tests only: every block and chunk path of packed_gemm.h); nblk > 1: the
-    columns n0 + q bstride .. n1 + q bstride for q < nblk (fr_gemm_packed_blocks)."""
+    columns n0 + q bstride .. n1 + q bstride for q < nblk (fr_gemm_packed_blocks); rev: the
+    walk of an odd step (last panel first where that pays)."""
     cdef Py_ssize_t M = A.shape[0], K = A.shape[1], N = C.shape[1]
     if n1 < 0:
         n1 = N
@@ -1061,10 +1062,10 @@ def packed_gemm_memview(const floating[:, ::1] A, W, double beta, floating[:, ::
     with nogil:
         if floating is float:
             fr_gemm_packed_blocks_f32(M, n0, n1, nblk, bstride, K, &A[0, 0], NULL, K, &wp[0],
-                                      N, <float>beta, &C[0, 0], N, &wk[0])
+                                      N, <float>beta, &C[0, 0], N, &wk[0], rev)
         else:
             fr_gemm_packed_blocks_f64(M, n0, n1, nblk, bstride, K, &A[0, 0], NULL, K, &wp[0],
-                                      N, beta, &C[0, 0], N, &wk[0])
+                                      N, beta, &C[0, 0], N, &wk[0], rev)
 
 
 def pack_hprev_memview(Py_ssize_t T, Py_ssize_t B, Py_ssize_t t0, Py_ssize_t t1,

@@ -32,17 +32,18 @@ cdef extern from "packed_gemm.h" nogil:
                                  const double *A, const Py_ssize_t *arow, Py_ssize_t lda,
                                  const double *Wp, Py_ssize_t N, double beta, double *C,
                                  Py_ssize_t ldc, double *work)
-    # nblk column blocks, block q the columns [n0 + q bstride, n1 + q bstride), A packed once
+    # nblk column blocks, block q the columns [n0 + q bstride, n1 + q bstride), A packed once;
+    # rev: W may be walked last panel first (odd steps of a time loop; the same result)
     void fr_gemm_packed_blocks_f32(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t nblk,
                                    Py_ssize_t bstride, Py_ssize_t K, const float *A,
                                    const Py_ssize_t *arow, Py_ssize_t lda, const float *Wp,
                                    Py_ssize_t N, float beta, float *C, Py_ssize_t ldc,
-                                   float *work)
+                                   float *work, bint rev)
     void fr_gemm_packed_blocks_f64(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t nblk,
                                    Py_ssize_t bstride, Py_ssize_t K, const double *A,
                                    const Py_ssize_t *arow, Py_ssize_t lda, const double *Wp,
                                    Py_ssize_t N, double beta, double *C, Py_ssize_t ldc,
-                                   double *work)
+                                   double *work, bint rev)
     # C (=, += when add) A W^T and (W2p not NULL) C2 (=|+=) A W2^T, A (M, K) given transposed
     # as At (K, M), row stride ldat, packed once for both (weight gradients dG^T x, dG^T h)
     void fr_gemm_packed_at_f32(Py_ssize_t M, Py_ssize_t K, const float *At, Py_ssize_t ldat,

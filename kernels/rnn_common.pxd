@@ -19,7 +19,6 @@ cdef inline void colsum(Py_ssize_t R, Py_ssize_t N, const floating *A, Py_ssize_
 from packed_gemm cimport (fr_packed_nr, fr_pack_f32, fr_pack_f64, fr_pack_trans_f32,
                           fr_pack_trans_f64, fr_pack_trans_rows_f32, fr_pack_trans_rows_f64,
                           fr_gemm_packed_at_f32, fr_gemm_packed_at_f64,
-                          fr_gemm_packed_f32, fr_gemm_packed_f64,
                           fr_gemm_packed_rows_f32, fr_gemm_packed_rows_f64,
                           fr_gemm_packed_blocks_f32, fr_gemm_packed_blocks_f64)
 from libc.string cimport memset
@@ -50,24 +49,28 @@ cdef inline void unit_chunk(Py_ssize_t n, int c, int nc, Py_ssize_t *lo,
 
 cdef inline void pgemm(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
                        const floating *A, Py_ssize_t lda, const floating *Wp, Py_ssize_t N,
-                       floating beta, floating *C, Py_ssize_t ldc, floating *work) noexcept nogil:
+                       floating beta, floating *C, Py_ssize_t ldc, floating *work,
+                       bint rev) noexcept nogil:
     """C[:, n0:n1] = A (M, K) . W[n0:n1]^T + beta C[:, n0:n1] with W packed by pack_weights;
-    work: this thread's workspace of packed_work_size(M, K) elements."""
+    work: this thread's workspace of packed_work_size(M, K) elements.  rev: W may be walked
+    last panel first (a time loop passes its odd steps: packed_gemm.h FRP_REV_BYTES)."""
     if floating is float:
-        fr_gemm_packed_f32(M, n0, n1, K, A, lda, Wp, N, beta, C, ldc, work)
+        fr_gemm_packed_blocks_f32(M, n0, n1, 1, 0, K, A, NULL, lda, Wp, N, beta, C, ldc, work,
+                                  rev)
     else:
-        fr_gemm_packed_f64(M, n0, n1, K, A, lda, Wp, N, beta, C, ldc, work)
+        fr_gemm_packed_blocks_f64(M, n0, n1, 1, 0, K, A, NULL, lda, Wp, N, beta, C, ldc, work,
+                                  rev)
 
 
 cdef inline void pgemm_cols(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_t n0,
                             Py_ssize_t n, Py_ssize_t K, const floating *A, Py_ssize_t lda,
                             const floating *Wp, Py_ssize_t N, floating beta, floating *C,
-                            Py_ssize_t ldc, floating *work) noexcept nogil:
+                            Py_ssize_t ldc, floating *work, bint rev) noexcept nogil:
     """Chunk c of nc (panel-aligned) of the columns n0 .. n0+n of pgemm: threads share a step."""
     cdef Py_ssize_t NR = fr_packed_nr()
     cdef Py_ssize_t lo = chunk_lo(n, NR, c, nc), hi = chunk_lo(n, NR, c + 1, nc)
     if lo < hi:
-        pgemm(M, n0 + lo, n0 + hi, K, A, lda, Wp, N, beta, C, ldc, work)
+        pgemm(M, n0 + lo, n0 + hi, K, A, lda, Wp, N, beta, C, ldc, work, rev)
 
 
 cdef inline bint units_split(Py_ssize_t H, int nc) noexcept nogil:
@@ -81,7 +84,7 @@ cdef inline void pgemm_gates(int c, int nc, bint own, Py_ssize_t n0, Py_ssize_t 
                              Py_ssize_t M, Py_ssize_t K, const floating *A, Py_ssize_t lda,
                              const floating *Wp, Py_ssize_t N, floating beta, floating *C,
                              Py_ssize_t ldc, floating *work, Py_ssize_t *lo,
-                             Py_ssize_t *hi) noexcept nogil:
+                             Py_ssize_t *hi, bint rev) noexcept nogil:
     """Thread c's share of the recurrent product of a forward step, C[:, n0 + q H + j] for
     the gate blocks q < ngates, and the hidden units [lo, hi) of its gate pass, which can run
     right after.  own (units_split(H, nc), decided for the whole team, whose barriers must
@@ -91,9 +94,9 @@ cdef inline void pgemm_gates(int c, int nc, bint own, Py_ssize_t n0, Py_ssize_t 
     if own:
         lo[0] = H // nc * c
         hi[0] = H // nc * (c + 1)
-        pgemm_units(lo[0], hi[0], n0, ngates, H, M, K, A, lda, Wp, N, beta, C, ldc, work)
+        pgemm_units(lo[0], hi[0], n0, ngates, H, M, K, A, lda, Wp, N, beta, C, ldc, work, rev)
     else:
-        pgemm_cols(c, nc, M, n0, ngates * H, K, A, lda, Wp, N, beta, C, ldc, work)
+        pgemm_cols(c, nc, M, n0, ngates * H, K, A, lda, Wp, N, beta, C, ldc, work, rev)
         fr_barrier()
         unit_chunk(H, c, nc, lo, hi)
 
@@ -101,19 +104,20 @@ cdef inline void pgemm_gates(int c, int nc, bint own, Py_ssize_t n0, Py_ssize_t 
 cdef inline void pgemm_units(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n0, Py_ssize_t ngates,
                              Py_ssize_t H, Py_ssize_t M, Py_ssize_t K, const floating *A,
                              Py_ssize_t lda, const floating *Wp, Py_ssize_t N, floating beta,
-                             floating *C, Py_ssize_t ldc, floating *work) noexcept nogil:
+                             floating *C, Py_ssize_t ldc, floating *work,
+                             bint rev) noexcept nogil:
     """Columns n0 + q H + [lo, hi) of pgemm C = A W^T + beta C, q < ngates (the gate blocks
     of hidden units lo .. hi; one product when they are all the units), A packed once."""
     if lo >= hi:
         return
     if lo == 0 and hi == H:
-        pgemm(M, n0, n0 + ngates * H, K, A, lda, Wp, N, beta, C, ldc, work)
+        pgemm(M, n0, n0 + ngates * H, K, A, lda, Wp, N, beta, C, ldc, work, rev)
     elif floating is float:
         fr_gemm_packed_blocks_f32(M, n0 + lo, n0 + hi, ngates, H, K, A, NULL, lda, Wp, N, beta,
-                                  C, ldc, work)
+                                  C, ldc, work, rev)
     else:
         fr_gemm_packed_blocks_f64(M, n0 + lo, n0 + hi, ngates, H, K, A, NULL, lda, Wp, N, beta,
-                                  C, ldc, work)
+                                  C, ldc, work, rev)
 
 
 cdef inline void pgemm_rows(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_t N,
@@ -124,7 +128,7 @@ cdef inline void pgemm_rows(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_
     product of many rows (work: packed_work_size(M, K) elements per thread suffice)."""
     cdef Py_ssize_t lo = chunk_lo(M, 1, c, nc), hi = chunk_lo(M, 1, c + 1, nc)
     if lo < hi:
-        pgemm(hi - lo, 0, N, K, A + lo * lda, lda, Wp, N, beta, C + lo * ldc, ldc, work)
+        pgemm(hi - lo, 0, N, K, A + lo * lda, lda, Wp, N, beta, C + lo * ldc, ldc, work, False)
 
 
 cdef enum:

@@ -87,6 +87,31 @@ def test_packed_gemm_gate_blocks(dtype, M, H, lo, hi):
     np.testing.assert_allclose(C, expected, rtol=RTOL[dtype] * 7, atol=RTOL[dtype] * 7)
 
 
+@pytest.mark.usefixtures("isa_path")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M", [1, 2, 3, 13])
+@pytest.mark.parametrize("H,lo,hi,nblk,K", [(100, 0, 400, 1, 37), (64, 0, 64, 4, 300),
+                                            (100, 5, 70, 4, 37), (45, 32, 45, 3, 8)])
+def test_packed_gemm_reverse_walk(dtype, M, H, lo, hi, nblk, K):
+    """The odd steps of a time loop may walk W last panel first (rev; taken for 1-2 rows):
+    the same C, to the bit, as the forward walk, and right against NumPy; the columns outside
+    the blocks are untouched."""
+    rng = np.random.default_rng(M * 1000 + H * 10 + lo + K)
+    A = rng.standard_normal((M, K)).astype(dtype)
+    W = rng.standard_normal((max(nblk * H, hi), K)).astype(dtype)
+    C0 = rng.standard_normal((M, W.shape[0])).astype(dtype)
+    expected = C0.astype(np.float64)
+    for q in range(nblk):
+        cols = slice(q * H + lo, q * H + hi)
+        expected[:, cols] += A.astype(np.float64) @ W[cols].T.astype(np.float64)
+    fwd, rev = C0.copy(), C0.copy()
+    _kernels.packed_gemm_memview(A, W, 1.0, fwd, lo, hi, nblk, H)
+    _kernels.packed_gemm_memview(A, W, 1.0, rev, lo, hi, nblk, H, True)
+    np.testing.assert_array_equal(rev, fwd)
+    tol = RTOL[dtype] * np.sqrt(K) * 4
+    np.testing.assert_allclose(rev, expected, rtol=tol, atol=tol)
+
+
 # backward's weight gradients: dW = dG^T X through the packed GEMM with dG read transposed
 # (R x M x itemsize > 1 MiB: several chunks; M <= 6: the AVX2 path's stack branch)
 GRAD_SHAPES = [(1, 1, 1), (1, 5, 3), (16, 6, 40), (7, 13, 33), (100, 64, 64), (1600, 200, 50),
