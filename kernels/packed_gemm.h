@@ -252,13 +252,25 @@ FRP_INLINE void frp_prefetch_l1(const void *p, size_t bytes)
         const ptrdiff_t o_ = (k) * FR_PACKED_NR;                                                   \
         if (PF)                                                                                    \
             frp_prefetch(B + o_ + pfd, NV * VL * sizeof(*B));                                      \
-        VEC b_[NV];                                                                                \
-        _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                       \
-            b_[v] = FRP_V(W, S, loadu)(B + o_ + v * VL);                                           \
-        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                    \
-            const VEC a_ = FRP_V(W, S, set1)(A[(k) * MR + i]);                                     \
+        if (!bfirst) {                                                                             \
+            /* the MR broadcasts live, one vector of B at a time */                               \
+            VEC a_[MR];                                                                            \
+            _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                  \
+                a_[i] = FRP_V(W, S, set1)(A[(k) * MR + i]);                                        \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) {                                 \
+                const VEC b_ = FRP_V(W, S, loadu)(B + o_ + v * VL);                                \
+                _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                              \
+                    c[i][v] = FRP_V(W, S, fmadd)(a_[i], b_, c[i][v]);                              \
+            }                                                                                      \
+        } else {                                                                                   \
+            VEC b_[NV];                                                                            \
             _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                   \
-                c[i][v] = FRP_V(W, S, fmadd)(a_, b_[v], c[i][v]);                                  \
+                b_[v] = FRP_V(W, S, loadu)(B + o_ + v * VL);                                       \
+            _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                \
+                const VEC a_ = FRP_V(W, S, set1)(A[(k) * MR + i]);                                 \
+                _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                               \
+                    c[i][v] = FRP_V(W, S, fmadd)(a_, b_[v], c[i][v]);                              \
+            }                                                                                      \
         }                                                                                          \
     } while (0)
 #define FRP_DEFINE_UKERNEL(NAME, TARGET, real, VEC_, W, S, VL_, NV_, REGS)                         \
@@ -271,6 +283,10 @@ TARGET FRP_INLINE void NAME(const int MR, ptrdiff_t kc, const real *FRP_RESTRICT
     /* sets of accumulators: as many as fit with the MR broadcasts, at most FRP_UNROLL */         \
     const int U = FRP_UNROLL * MR * (NV + 1) <= REGS - 2 ? FRP_UNROLL                             \
                   : 2 * MR * (NV + 1) <= REGS - 2 ? 2 : 1;                                         \
+    /* a k step loads the NV vectors of B, then broadcasts A row by row, when the registers      \
+     * hold that besides the accumulators; otherwise (AVX2, 3 rows x 4 vectors: a spill, half    \
+     * the speed) the MR broadcasts first, then B one vector at a time */                         \
+    const int bfirst = U * MR * NV + NV + 1 <= REGS || U * MR * NV + MR + 1 > REGS;               \
     VEC c[FRP_UNROLL][FRP_MR_MAX][NV];                                                             \
     _Pragma("GCC unroll 4") for (int u = 0; u < U; u++)                                            \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                      \
