@@ -32,7 +32,7 @@ from rnn_types cimport Cell, Run, Grad, LSTM_CELL, GRU_CELL, GRU_ORIG_CELL
 from fr_threads cimport fr_omp_max_threads, fr_thread_num, fr_num_threads, fr_barrier
 from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64, fr_packed_work_size_f32,
                           fr_packed_work_size_f64, fr_gemm_packed_blocks_f32,
-                          fr_gemm_packed_blocks_f64)
+                          fr_gemm_packed_blocks_f64, fr_rev_bytes)
 from rnn_common cimport (pack_weights, pgemm_cols, pgemm_rows, pgemm_steps, unit_chunk,
                          pgemm_gates, units_split,
                          rows_gemm, grad_gemm, pack_rows, pack_hprev, grad_packed,
@@ -1036,6 +1036,12 @@ def gemm_memview(bint trans_a, bint trans_b, double alpha, const floating[:, ::1
         gemm(Trans if trans_a else NoTrans, Trans if trans_b else NoTrans, m, n, k,
              <floating>alpha, &A[0, 0], A.shape[1], &B[0, 0], B.shape[1], <floating>beta,
              &C[0, 0], C.shape[1])
+
+
+def rev_bytes():
+    """Bytes of packed panels up to which the products of 1-2 rows walk W last panel first on
+    odd steps (packed_gemm.h fr_rev_bytes; tests only)."""
+    return fr_rev_bytes()
 
 
 def pack_memview(W, bint trans):

@@ -48,6 +48,9 @@
 #define FUSEDRNN_PACKED_GEMM_H
 
 #include <stddef.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 #include "fr_isa.h"
 
@@ -99,16 +102,37 @@
  * the odd steps last panel first (fr_gemm_packed_blocks' rev) starts each step on the lines the
  * previous one read last.  Measured (Zen 4, 1 MiB L2, 1 thread, float32 LSTM W_hh, 100 steps of
  * batch 1), forward / alternating: H = 128 (256 KiB) 1.03-1.07x, 256 (1 MiB) 1.11-1.13x, 320
- * (1.6 MiB) 1.01-1.07x, 384 (2.3 MiB) 0.94-0.99x, 512 and 1024 0.95-0.99x: so only up to
- * FRP_REV_BYTES of panels per call. */
-#ifndef FRP_REV_BYTES
-#define FRP_REV_BYTES (2 * 1024 * 1024)
+ * (1.6 MiB) 1.01-1.07x, 384 (2.3 MiB) 0.94-0.99x, 512 and 1024 0.95-0.99x; 2 rows 1.04x, 3-8
+ * rows 0.98-1.0x.  So only for up to FRP_REV_ROWS rows and fr_rev_bytes() of panels per call:
+ * twice the L2 size the system reports (FRP_REV_BYTES when it reports none; -DFRP_REV_BYTES=n
+ * fixes it). */
+#ifndef FRP_REV_DEFAULT
+#define FRP_REV_DEFAULT (2 * 1024 * 1024)
 #endif
 #ifndef FRP_REV_ROWS
 #define FRP_REV_ROWS 2
 #endif
 
 FRP_API ptrdiff_t fr_packed_nr(void) { return FR_PACKED_NR; }
+
+static ptrdiff_t frp_rev_state = 0; /* 0: not decided yet */
+FRP_API ptrdiff_t fr_rev_bytes(void)
+{
+#ifdef FRP_REV_BYTES
+    return FRP_REV_BYTES;
+#else
+    ptrdiff_t b = FR_ISA_LOAD(&frp_rev_state);
+    if (b == 0) { /* every thread computes the same value */
+        long l2 = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+        l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        b = l2 > 0 ? 2 * (ptrdiff_t)l2 : FRP_REV_DEFAULT;
+        FR_ISA_STORE(&frp_rev_state, b);
+    }
+    return b;
+#endif
+}
 
 /* ---------------------------------------------------------------- packing (ISA independent)
  * fr_pack: W (N, K) row-major; fr_pack_trans(_rows): W^T given as (K, N), read row by row. */
@@ -587,14 +611,14 @@ FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const pt
     frp_select_##SFX(M, &blk, &mrmax, &whole);                                                     \
     if (rev) {                                                                                     \
         /* the reverse walk pays for one row block of a few rows streaming whole panels, W of   \
-         * at most FRP_REV_BYTES (see there) */                                                    \
+         * at most fr_rev_bytes() (see there) */                                                   \
         ptrdiff_t bytes = 0;                                                                       \
         rev = 0; /* (the loop below reads rev: a forward walk to measure) */                      \
         FRP_FOR_BLOCKS                                                                             \
             bytes += ((b + FR_PACKED_NR - 1) / FR_PACKED_NR - a / FR_PACKED_NR)                     \
                      * FR_PACKED_NR * K * (ptrdiff_t)sizeof(real);                                 \
         rev = M <= FRP_REV_ROWS && M <= mrmax && whole && work != NULL && !at                     \
-              && bytes <= FRP_REV_BYTES;                                                           \
+              && bytes <= fr_rev_bytes();                                                          \
     }                                                                                              \
     if (M == 1 && whole && !at) {                                                                  \
         /* one row packed k-major is the row itself: no copy (a batch-1 step) */                   \
@@ -633,7 +657,7 @@ FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const pt
 /* fr_gemm_packed on nblk column blocks, block q the columns [n0 + q bstride, n1 + q bstride)     \
  * (the gate blocks of some hidden units), A packed once for all of them; row i of A at         \
  * A + arow[i] lda (arow NULL: A + i lda).  rev: W may be walked last panel first (the odd      \
- * steps of a time loop, see FRP_REV_BYTES); the result is the same either way */                 \
+ * steps of a time loop, see fr_rev_bytes); the result is the same either way */                  \
 FRP_API void fr_gemm_packed_blocks_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t nblk,  \
         ptrdiff_t bstride, ptrdiff_t K, const real *A, const ptrdiff_t *arow, ptrdiff_t lda,       \
         const real *Wp, ptrdiff_t N, real beta, real *C, ptrdiff_t ldc, real *work, int rev)       \

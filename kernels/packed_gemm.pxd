@@ -1,6 +1,8 @@
 # Declarations of the packed-weight GEMM in packed_gemm.h (see that file for the layout).
 cdef extern from "packed_gemm.h" nogil:
     Py_ssize_t fr_packed_nr()
+    # bytes of panels up to which small-row products of odd steps walk W last panel first
+    Py_ssize_t fr_rev_bytes()
     Py_ssize_t fr_packed_size_f32(Py_ssize_t N, Py_ssize_t K)
     Py_ssize_t fr_packed_size_f64(Py_ssize_t N, Py_ssize_t K)
     Py_ssize_t fr_packed_work_size_f32(Py_ssize_t M, Py_ssize_t K)

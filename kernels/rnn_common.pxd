@@ -53,7 +53,7 @@ cdef inline void pgemm(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
                        bint rev) noexcept nogil:
     """C[:, n0:n1] = A (M, K) . W[n0:n1]^T + beta C[:, n0:n1] with W packed by pack_weights;
     work: this thread's workspace of packed_work_size(M, K) elements.  rev: W may be walked
-    last panel first (a time loop passes its odd steps: packed_gemm.h FRP_REV_BYTES)."""
+    last panel first (a time loop passes its odd steps: packed_gemm.h fr_rev_bytes)."""
     if floating is float:
         fr_gemm_packed_blocks_f32(M, n0, n1, 1, 0, K, A, NULL, lda, Wp, N, beta, C, ldc, work,
                                   rev)

@@ -1,6 +1,8 @@
 """The compiled kernels directly: the BLAS wrapper and the packed GEMM against NumPy (every
 block and chunk path, every SIMD path), and the Kernel entry's buffer checks (a wrong buffer
 raises, it never reaches the time loop)."""
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -110,6 +112,16 @@ def test_packed_gemm_reverse_walk(dtype, M, H, lo, hi, nblk, K):
     np.testing.assert_array_equal(rev, fwd)
     tol = RTOL[dtype] * np.sqrt(K) * 4
     np.testing.assert_allclose(rev, expected, rtol=tol, atol=tol)
+
+
+def test_reverse_walk_size():
+    """The reverse walk's limit is twice the L2 size the system reports (2 MiB if none)."""
+    try:    # (Python's os.sysconf does not know _SC_LEVEL2_CACHE_SIZE)
+        out = subprocess.run(["getconf", "LEVEL2_CACHE_SIZE"], capture_output=True, text=True)
+        l2 = int(out.stdout.strip() or 0) if out.returncode == 0 else 0
+    except (OSError, ValueError):
+        l2 = 0
+    assert _kernels.rev_bytes() == (2 * l2 if l2 > 0 else 2 * 1024 * 1024)
 
 
 # backward's weight gradients: dW = dG^T X through the packed GEMM with dG read transposed
