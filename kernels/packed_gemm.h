@@ -104,8 +104,8 @@
  * batch 1), forward / alternating: H = 128 (256 KiB) 1.03-1.07x, 256 (1 MiB) 1.11-1.13x, 320
  * (1.6 MiB) 1.01-1.07x, 384 (2.3 MiB) 0.94-0.99x, 512 and 1024 0.95-0.99x; 2 rows 1.04x, 3-8
  * rows 0.98-1.0x.  So only for up to FRP_REV_ROWS rows and fr_rev_bytes() of panels per call:
- * twice the L2 size the system reports (FRP_REV_BYTES when it reports none; -DFRP_REV_BYTES=n
- * fixes it). */
+ * twice the L2 size the system reports (FRP_REV_DEFAULT, 2 MiB, when it reports none;
+ * -DFRP_REV_BYTES=n fixes it). */
 #ifndef FRP_REV_DEFAULT
 #define FRP_REV_DEFAULT (2 * 1024 * 1024)
 #endif
