@@ -588,7 +588,7 @@ FRP_API ptrdiff_t fr_packed_work_size_##SFX(ptrdiff_t M, ptrdiff_t K)           
     mc = mc > M ? M : mc;                                                                          \
     return mc * (K > 0 ? K : 0);                                                                   \
 }                                                                                                  \
-/* the products out[0 .. nout) of A (M, K): row i of A at A + arow[i] lda (arow NULL: A + i lda), \
+/* the products out[0 .. nout) of A (M, K): row i of A at A + arow[i] lda (arow NULL: A + i lda),  \
  * or A given transposed (at: A(i, k) at A[k lda + i]) */                                          \
 FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const ptrdiff_t *arow,     \
         ptrdiff_t lda, int at, int nout, const frp_out_##SFX *out, real beta, real *work,          \
@@ -610,14 +610,14 @@ FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const pt
     }                                                                                              \
     frp_select_##SFX(M, &blk, &mrmax, &whole);                                                     \
     if (rev) {                                                                                     \
-        /* the reverse walk pays for one row block of a few rows streaming whole panels, W of   \
+        /* the reverse walk pays for one row block of a few rows streaming whole panels, W of      \
          * at most fr_rev_bytes() (see there) */                                                   \
         ptrdiff_t bytes = 0;                                                                       \
-        rev = 0; /* (the loop below reads rev: a forward walk to measure) */                      \
+        rev = 0; /* (the loop below reads rev: a forward walk to measure) */                       \
         FRP_FOR_BLOCKS                                                                             \
-            bytes += ((b + FR_PACKED_NR - 1) / FR_PACKED_NR - a / FR_PACKED_NR)                     \
+            bytes += ((b + FR_PACKED_NR - 1) / FR_PACKED_NR - a / FR_PACKED_NR)                    \
                      * FR_PACKED_NR * K * (ptrdiff_t)sizeof(real);                                 \
-        rev = M <= FRP_REV_ROWS && M <= mrmax && whole && work != NULL && !at                     \
+        rev = M <= FRP_REV_ROWS && M <= mrmax && whole && work != NULL && !at                      \
               && bytes <= fr_rev_bytes();                                                          \
     }                                                                                              \
     if (M == 1 && whole && !at) {                                                                  \
@@ -627,7 +627,7 @@ FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const pt
                                  out[u_].Wp, beta, out[u_].C, out[u_].ldc, rev);                   \
         return;                                                                                    \
     }                                                                                              \
-    if (work == NULL || (M <= mrmax && !whole)) {                                                 \
+    if (work == NULL || (M <= mrmax && !whole)) {                                                  \
         FRP_FOR_BLOCKS                                                                             \
             frp_gemm_stack_##SFX(blk, mrmax, M, a, b, K, A, lda, arow, at, out[u_].Wp, beta,       \
                                  out[u_].C, out[u_].ldc);                                          \
@@ -654,10 +654,11 @@ FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const pt
         m0 += Mc;                                                                                  \
     }                                                                                              \
 }                                                                                                  \
-/* fr_gemm_packed on nblk column blocks, block q the columns [n0 + q bstride, n1 + q bstride)     \
- * (the gate blocks of some hidden units), A packed once for all of them; row i of A at         \
- * A + arow[i] lda (arow NULL: A + i lda).  rev: W may be walked last panel first (the odd      \
- * steps of a time loop, see fr_rev_bytes); the result is the same either way */                  \
+/* C[:, J] = A W[J]^T + beta C[:, J], A (M, K), W (N, K) packed by fr_pack, for the nblk column    \
+ * blocks J = [n0 + q bstride, n1 + q bstride) clipped to N (the gate blocks of some hidden        \
+ * units), A packed once for all of them; row i of A at A + arow[i] lda (arow NULL: A + i lda).    \
+ * rev: W may be walked last panel first (the odd steps of a time loop, see fr_rev_bytes); the     \
+ * result is the same either way */                                                                \
 FRP_API void fr_gemm_packed_blocks_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t nblk,  \
         ptrdiff_t bstride, ptrdiff_t K, const real *A, const ptrdiff_t *arow, ptrdiff_t lda,       \
         const real *Wp, ptrdiff_t N, real beta, real *C, ptrdiff_t ldc, real *work, int rev)       \
@@ -665,9 +666,9 @@ FRP_API void fr_gemm_packed_blocks_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1
     frp_out_##SFX o = {Wp, N, n0 < 0 ? 0 : n0, n1, nblk, bstride, C, ldc};                         \
     frp_gemm_##SFX(M, K, A, arow, lda, 0, 1, &o, beta, work, rev);                                 \
 }                                                                                                  \
-/* C = A W^T (M, N) (+ C when add) and, when W2p is not NULL, C2 = A W2^T (M, N2) (+ C2), with  \
- * A (M, K) given transposed, as At (K, M) with row stride ldat, and packed once for both: sums  \
- * over K rows such as the weight gradients dW_ih = dG^T x and dW_hh = dG^T h_{t-1} (At = dG;   \
+/* C = A W^T (M, N) (+ C when add) and, when W2p is not NULL, C2 = A W2^T (M, N2) (+ C2), with     \
+ * A (M, K) given transposed, as At (K, M) with row stride ldat, and packed once for both: sums    \
+ * over K rows such as the weight gradients dW_ih = dG^T x and dW_hh = dG^T h_{t-1} (At = dG;      \
  * the W^T are x and h_{t-1}, packed by fr_pack_trans(_rows)) */                                   \
 FRP_API void fr_gemm_packed_at_##SFX(ptrdiff_t M, ptrdiff_t K, const real *At, ptrdiff_t ldat,     \
         const real *Wp, ptrdiff_t N, real *C, ptrdiff_t ldc, const real *W2p, ptrdiff_t N2,        \
@@ -682,12 +683,6 @@ FRP_API void fr_gemm_packed_rows_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, 
         real beta, real *C, ptrdiff_t ldc, real *work)                                             \
 {                                                                                                  \
     fr_gemm_packed_blocks_##SFX(M, n0, n1, 1, 0, K, A, arow, lda, Wp, N, beta, C, ldc, work, 0);   \
-}                                                                                                  \
-FRP_API void fr_gemm_packed_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,            \
-        const real *A, ptrdiff_t lda, const real *Wp, ptrdiff_t N, real beta, real *C,             \
-        ptrdiff_t ldc, real *work)                                                                 \
-{                                                                                                  \
-    fr_gemm_packed_rows_##SFX(M, n0, n1, K, A, NULL, lda, Wp, N, beta, C, ldc, work);              \
 }
 
 FRP_DEFINE_DRIVER_HELPERS(f32, float)

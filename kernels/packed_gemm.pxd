@@ -19,12 +19,6 @@ cdef extern from "packed_gemm.h" nogil:
                                 const float *Wr, Py_ssize_t ldw, float *Wp)
     void fr_pack_trans_rows_f64(Py_ssize_t N, Py_ssize_t K, Py_ssize_t k0, Py_ssize_t k1,
                                 const double *Wr, Py_ssize_t ldw, double *Wp)
-    void fr_gemm_packed_f32(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
-                            const float *A, Py_ssize_t lda, const float *Wp, Py_ssize_t N,
-                            float beta, float *C, Py_ssize_t ldc, float *work)
-    void fr_gemm_packed_f64(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
-                            const double *A, Py_ssize_t lda, const double *Wp, Py_ssize_t N,
-                            double beta, double *C, Py_ssize_t ldc, double *work)
     # row i of A at A + arow[i] * lda (arow NULL: A + i * lda): rows gathered, not copied
     void fr_gemm_packed_rows_f32(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t K,
                                  const float *A, const Py_ssize_t *arow, Py_ssize_t lda,
