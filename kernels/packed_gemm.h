@@ -609,16 +609,15 @@ FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const pt
         return;                                                                                    \
     }                                                                                              \
     frp_select_##SFX(M, &blk, &mrmax, &whole);                                                     \
+    /* the reverse walk pays for one row block of a few rows streaming whole panels, W of at       \
+     * most fr_rev_bytes() (see there) */                                                          \
+    rev = rev && M <= FRP_REV_ROWS && M <= mrmax && whole && work != NULL && !at;                  \
     if (rev) {                                                                                     \
-        /* the reverse walk pays for one row block of a few rows streaming whole panels, W of      \
-         * at most fr_rev_bytes() (see there) */                                                   \
         ptrdiff_t bytes = 0;                                                                       \
-        rev = 0; /* (the loop below reads rev: a forward walk to measure) */                       \
         FRP_FOR_BLOCKS                                                                             \
             bytes += ((b + FR_PACKED_NR - 1) / FR_PACKED_NR - a / FR_PACKED_NR)                    \
                      * FR_PACKED_NR * K * (ptrdiff_t)sizeof(real);                                 \
-        rev = M <= FRP_REV_ROWS && M <= mrmax && whole && work != NULL && !at                      \
-              && bytes <= fr_rev_bytes();                                                          \
+        rev = bytes <= fr_rev_bytes();                                                             \
     }                                                                                              \
     if (M == 1 && whole && !at) {                                                                  \
         /* one row packed k-major is the row itself: no copy (a batch-1 step) */                   \
