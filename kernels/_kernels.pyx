@@ -489,8 +489,11 @@ cdef void gru_tail(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt
 cdef inline void *buf(object a, str name, Py_ssize_t rows, Py_ssize_t cols, int typenum,
                       bint writable) except? NULL:
     """The data of `a` after checking it is a C-contiguous (rows, cols) array (cols < 0: 1-D of
-    rows) of the kernel's dtype: a wrong buffer raises here, never reaches the time loop."""
+    rows) of the kernel's dtype: a wrong buffer raises here, never reaches the time loop.  The
+    rows may also come as several leading axes whose product is rows, e.g. x (T, B, I) or a
+    state (1, B, H) or (H,): the same memory (the short calls pass the caller's arrays)."""
     cdef cnp.ndarray arr
+    cdef Py_ssize_t n = 1, i, nd
     if not isinstance(a, cnp.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
     arr = <cnp.ndarray>a
@@ -501,29 +504,34 @@ cdef inline void *buf(object a, str name, Py_ssize_t rows, Py_ssize_t cols, int 
                          f"{np.dtype(np.float64 if typenum == cnp.NPY_DOUBLE else np.float32)} "
                          f"array, got {arr.dtype} {'C' if arr.flags.c_contiguous else 'non-C'}"
                          "-contiguous")
+    nd = cnp.PyArray_NDIM(arr)
     if cols < 0:
-        if arr.ndim != 1 or arr.shape[0] != rows:
+        if nd != 1 or arr.shape[0] != rows:
             raise ValueError(f"{name} must have shape ({rows},), got {a.shape}")
-    elif arr.ndim != 2 or arr.shape[0] != rows or arr.shape[1] != cols:
+        return cnp.PyArray_DATA(arr)
+    for i in range(nd - 1):
+        n *= arr.shape[i]
+    if nd < 1 or arr.shape[nd - 1] != cols or n != rows:
         raise ValueError(f"{name} must have shape ({rows}, {cols}), got {a.shape}")
     return cnp.PyArray_DATA(arr)
 
 
-def ready(a, cnp.dtype dtype, tuple shape):
-    """a is already what the kernels take: an ndarray (exactly) of dtype and shape, C-contiguous
-    and aligned.  The short calls' path (fusedrnn._rnn) takes such arguments as they are;
-    anything else goes through the full checks and conversions, and their errors."""
-    cdef cnp.ndarray arr
-    cdef int i, nd
+cdef inline bint is_ready(object a, cnp.dtype dtype) noexcept:
+    """a is an ndarray (exactly) of dtype, C-contiguous and aligned: what the kernels take."""
     if not cnp.PyArray_CheckExact(a):
         return False
-    arr = <cnp.ndarray>a
-    nd = cnp.PyArray_NDIM(arr)
-    if <object>cnp.PyArray_DESCR(arr) is not dtype or nd != len(shape) or not (
-            cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
+    return (<object>cnp.PyArray_DESCR(<cnp.ndarray>a) is dtype
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+            and cnp.PyArray_ISALIGNED(<cnp.ndarray>a))
+
+
+cdef inline bint has_dims(object a, int nd, const cnp.npy_intp *dims) noexcept:
+    """The ndarray a has nd axes of sizes dims."""
+    cdef int i
+    if cnp.PyArray_NDIM(<cnp.ndarray>a) != nd:
         return False
     for i in range(nd):
-        if cnp.PyArray_DIMS(arr)[i] != <Py_ssize_t>shape[i]:
+        if cnp.PyArray_DIMS(<cnp.ndarray>a)[i] != dims[i]:
             return False
     return True
 
@@ -755,8 +763,8 @@ cdef class Kernel:
         cdef bint lstm = c.kind == LSTM_CELL
         if b.backward:
             raise ValueError("buffers must be forward buffers (Kernel.buffers(backward=False))")
-        if out.ndim != 2 or not 0 <= col <= out.shape[1] - P:
-            raise ValueError(f"out must be 2-D with col in [0, out.shape[1] - {P}], got "
+        if out.ndim < 1 or not 0 <= col <= out.shape[out.ndim - 1] - P:
+            raise ValueError(f"out must have col in [0, out.shape[-1] - {P}], got "
                              f"shape {out.shape}, col {col}")
         r.T, r.B, r.reverse, r.keep = T, B, reverse, b.keep
         r.nact = r.xrow = NULL
@@ -772,7 +780,7 @@ cdef class Kernel:
             if not in_range(r.xrow, T * B, xrows):
                 raise ValueError(f"xrow must index the {xrows} rows of x")
         r.x = buf(x, "x", xrows, c.I_, tn, False)
-        r.ldo = out.shape[1]
+        r.ldo = out.shape[out.ndim - 1]
         r.out = <char *>buf(out, "out", T * B, r.ldo, tn, final is not None) + col * (
             8 if c.dbl else 4)
         r.h0 = buf(init[0], "h0", B, P, tn, False)
@@ -812,6 +820,13 @@ cdef class Kernel:
         the running rows per time index; out's padding rows are zero but, in a reverse pass,
         at the time index after a row's last one (h0 there; see pad_step).  xrow (T*B,) intp:
         row q of the pass reads x[xrow[q]] (x then has any number of rows)."""
+        self._forward(b, x, out, col, init, final, reverse, threads, other, other_b, other_col,
+                      other_init, other_final, nact, xrow)
+
+    cdef int _forward(self, Buffers b, x, out, Py_ssize_t col, init, final, bint reverse,
+                      int threads, Kernel other, Buffers other_b, Py_ssize_t other_col,
+                      other_init, other_final, nact, xrow) except -1:
+        """forward (see there), callable from C without Python's call protocol."""
         cdef Run runs[2]
         cdef const Run *rp[2]
         cdef const Cell *cp[2]
@@ -829,9 +844,10 @@ cdef class Kernel:
             cp[1], rp[1] = &other.cell, &runs[1]
             n = 2
         if b.T == 0 or b.B == 0:
-            return
+            return 0
         with nogil:
             run_forward(cp, rp, n, threads)
+        return 0
 
     def backward(self, Buffers tape, Buffers b, x, out, Py_ssize_t col, init, dout,
                  dfinal, dx, bint accumulate, dinit, grads, bint reverse, int threads,
@@ -891,6 +907,97 @@ cdef class Kernel:
             return
         with nogil:
             run_backward(c, &r, &g, threads)
+
+
+# ================================================================ short calls
+cdef class ShortCall:
+    """The path of short calls (cells, stream steps, short sequences) of a one-layer,
+    one-direction model that is not batch_first: x and hx taken as they are when they are
+    already what the kernels take (is_ready), without the general checks and conversions of
+    fusedrnn._rnn, which are most of a short call's time in Python (an LSTMCell(16, 16) step:
+    6.2 us in all, 0.5 us in Kernel.forward).  Made by the model's Engine; `inference` is its
+    Engine._inference (this thread's kernel and buffers for T, B and the thread count, remade
+    when a weight changes), sizes the state sizes ((P, H) LSTM, (H,) GRU), outputs of at least
+    min_aligned bytes start on a cache line."""
+    cdef object inference
+    cdef cnp.dtype dtype
+    cdef int typenum, ns
+    cdef Py_ssize_t I_, P, min_aligned
+    cdef cnp.npy_intp sizes[2]
+
+    def __init__(self, inference, cnp.dtype dtype, Py_ssize_t I, Py_ssize_t P, tuple sizes,
+                 Py_ssize_t min_aligned):
+        if len(sizes) not in (1, 2):
+            raise ValueError(f"sizes must be (P, H) or (H,), got {sizes}")
+        self.inference, self.dtype, self.I_, self.P = inference, dtype, I, P
+        self.typenum = dtype.num
+        self.ns = len(sizes)
+        for k in range(self.ns):
+            self.sizes[k] = sizes[k]
+        self.min_aligned = min_aligned
+
+    def __call__(self, x, hx, bint cell):
+        """x (T, B, I) or unbatched (T, I) (a cell: (B, I) or (I,)); hx None or the states (an
+        array for a GRU, a tuple (h, c) for an LSTM) shaped (1, B, size) or (1, size) (a cell:
+        (B, size) or (size,)).  -> (out shaped like x with P features, the tuple of the final
+        states shaped like hx's), or None when an argument is not in that form: the caller
+        then takes the general path, which checks everything and raises its errors."""
+        cdef cnp.npy_intp dims[3]
+        cdef cnp.npy_intp od[3]
+        cdef cnp.npy_intp *xd
+        cdef int nd, nlead = 0, k
+        cdef Py_ssize_t T, B
+        cdef bint batched
+        if not is_ready(x, self.dtype):
+            return None
+        nd = cnp.PyArray_NDIM(<cnp.ndarray>x)
+        xd = cnp.PyArray_DIMS(<cnp.ndarray>x)
+        batched = nd == (2 if cell else 3)
+        if (not batched and nd != (1 if cell else 2)) or xd[nd - 1] != self.I_:
+            return None
+        T = 1 if cell else xd[0]
+        B = xd[nd - 2] if batched else 1
+        if not 0 < T * B < 2**31:
+            return None
+        # the states' axes: (1, B, size) for a layer, (B, size) for a cell; no B unbatched
+        if not cell:
+            dims[nlead] = 1
+            nlead += 1
+        if batched:
+            dims[nlead] = B
+            nlead += 1
+        if hx is None:
+            init = []
+            for k in range(self.ns):
+                dims[nlead] = self.sizes[k]
+                init.append(cnp.PyArray_ZEROS(nlead + 1, dims, self.typenum, 0))
+            init = tuple(init)
+        else:
+            init = (hx,) if self.ns == 1 else hx
+            if type(init) is not tuple or len(<tuple>init) != self.ns:
+                return None
+            for k in range(self.ns):
+                dims[nlead] = self.sizes[k]
+                if not (is_ready((<tuple>init)[k], self.dtype)
+                        and has_dims((<tuple>init)[k], nlead + 1, dims)):
+                    return None
+        threads, _, plan = self.inference(T, B, None)
+        (kernel,), (buffers,) = plan[0]
+        if T * B * self.P * self.dtype.itemsize >= self.min_aligned:
+            out = aligned_array(x.shape[:nd - 1] + (self.P,), self.dtype)
+        else:
+            for k in range(nd - 1):
+                od[k] = xd[k]
+            od[nd - 1] = self.P
+            out = cnp.PyArray_EMPTY(nd, od, self.typenum, 0)
+        finals = []
+        for k in range(self.ns):
+            dims[nlead] = self.sizes[k]
+            finals.append(cnp.PyArray_EMPTY(nlead + 1, dims, self.typenum, 0))
+        finals = tuple(finals)
+        (<Kernel?>kernel)._forward(<Buffers?>buffers, x, out, 0, init, finals, False, threads,
+                                   None, None, 0, None, None, None, None)
+        return out, finals
 
 
 # ================================================================ variable lengths

@@ -231,6 +231,25 @@ def test_kernel_runs_with_good_buffers():
     assert np.abs(out).max() > 0 and np.array_equal(final[0], out[-B:])
 
 
+def test_kernel_takes_rows_as_several_axes():
+    """x (T, B, I), out (T, B, H), states (1, B, H): the same memory as the 2-D arrays, the
+    same results to the bit (the short calls pass the caller's arrays as they are); leading
+    axes whose product is not the row count are refused."""
+    k, b, x, out, init, final = _lstm_kernel()
+    k.forward(b, x, out, 0, init, final, False, 1)
+    out3 = np.zeros((T, B, H), np.float32)
+    final3 = tuple(np.zeros((1, B, H), np.float32) for _ in final)
+    k.forward(b, x.reshape(T, B, I), out3, 0, tuple(s.reshape(1, B, H) for s in init), final3,
+              False, 1)
+    np.testing.assert_array_equal(out3.reshape(T * B, H), out)
+    for f3, f in zip(final3, final):
+        np.testing.assert_array_equal(f3[0], f)
+    for bad_x in (np.zeros((T, B + 1, I), np.float32), np.zeros((T * B, 1, I + 1), np.float32),
+                  np.zeros(I, np.float32)):
+        with pytest.raises(ValueError, match="x must have shape"):
+            k.forward(b, bad_x, out3, 0, init, final3, False, 1)
+
+
 def misaligned(a):
     """A C-contiguous copy of a whose data is not aligned to its itemsize (like arrays made
     from byte buffers at odd offsets, e.g. received over Dask's protocol)."""

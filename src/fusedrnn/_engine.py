@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from ._kernels import aligned_array
+from ._kernels import ShortCall, aligned_array
 from ._threads import blas_single_thread, get_num_threads, step_threads
 
 # Below this many multiply-adds per step and direction, the two directions of a layer run one
@@ -43,6 +43,9 @@ class Engine:
         self.kernels = {}
         self.buffers = {}
         self.plans = {}
+        # the short calls' path of a one-layer, one-direction model (model._short_call)
+        self.short = ShortCall(self._inference, model.dtype, model.input_size, model._P,
+                               model._state_sizes(), OUT_ALIGN_MIN_BYTES)
 
     def invalidate(self):
         """A parameter changed: the packed kernels (and the plans holding them) are stale."""
@@ -119,18 +122,6 @@ class Engine:
         plan = (threads, together, layers)
         plans[ident] = (key, plan)
         return plan
-
-    def forward_one(self, x, T, B, init):
-        """Inference of a one-layer, one-direction model, the path of short calls: x (T*B, I)
-        and init ((B, size) per state) already as the kernels take them -> (out (T*B, P), the
-        final states as new (B, size) arrays)."""
-        m = self.model
-        threads, _, plan = self._inference(T, B, None)
-        (k,), (b,) = plan[0]
-        out = aligned_array((T * B, m._P), m.dtype, OUT_ALIGN_MIN_BYTES)
-        finals = tuple([np.empty(s.shape, m.dtype) for s in init])
-        k.forward(b, x, out, 0, init, finals, False, threads)
-        return out, finals
 
     def forward(self, x, init, finals, tape, rng, lengths=None):
         """All layers and directions over x (T, B, I); writes finals; returns the last

@@ -9,7 +9,6 @@ the BPTT kernels layer by layer, top to bottom.
 import numpy as np
 
 from . import _kernels
-from ._kernels import ready
 from ._engine import Engine, Tape, hx_form
 from ._lengths import Lengths
 from ._params import Parametrized, make_rng
@@ -161,36 +160,13 @@ class _RNNBase(Parametrized):
     def _short_call(self, x, hx, cell):
         """Inference without the general checks and conversions, when a one-layer,
         one-direction model (not batch_first) gets x and hx (or None) already as the kernels
-        take them (``ready``): x (T, B, I) or unbatched (T, I), states (1, B, size) or (1, size)
-        (a cell: x (B, I) or (I,), states (B, size) or (size,)).  -> (out shaped like x with P
+        take them: x (T, B, I) or unbatched (T, I), states (1, B, size) or (1, size) (a cell:
+        x (B, I) or (I,), states (B, size) or (size,)).  -> (out shaped like x with P
         features, the final states shaped like hx's), or None: then the general path checks
-        everything and raises its errors.  Short calls (cells, stream steps) spend most of
-        their time in Python otherwise."""
+        everything and raises its errors (``_kernels.ShortCall``)."""
         if self.num_layers != 1 or self.bidirectional or self.batch_first:
             return None
-        shape = x.shape
-        batched = len(shape) == (2 if cell else 3)
-        if not batched and len(shape) != (1 if cell else 2):
-            return None
-        T = 1 if cell else shape[0]
-        B = shape[-2] if batched else 1
-        if not (0 < T * B < 2**31 and ready(x, self.dtype, shape[:-1] + (self.input_size,))):
-            return None
-        lead = (() if cell else (1,)) + ((B,) if batched else ())
-        sizes = self._state_sizes()
-        if hx is None:
-            init = tuple([np.zeros((B, s), dtype=self.dtype) for s in sizes])
-        else:
-            parts = (hx,) if len(sizes) == 1 else hx
-            if type(parts) is not tuple or len(parts) != len(sizes):
-                return None
-            for p, s in zip(parts, sizes):
-                if not ready(p, self.dtype, lead + (s,)):
-                    return None
-            init = tuple([p.reshape(B, s) for p, s in zip(parts, sizes)])
-        out, finals = self._engine.forward_one(x.reshape(T * B, -1), T, B, init)
-        return (out.reshape(shape[:-1] + (self._P,)),
-                tuple([f.reshape(lead + (s,)) for f, s in zip(finals, sizes)]))
+        return self._engine.short(x, hx, cell)
 
     def forward_train(self, input, hx=None, rng=None, lengths=None):
         """Like ``forward``, plus a tape for ``backward``: returns ``out, h_n, tape``.
