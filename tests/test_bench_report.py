@@ -51,7 +51,7 @@ def test_tiny_report_has_latency_rows_and_stream_column(tmp_path):
         "assert rc == 0, rc\n"
         "assert 'matplotlib' not in sys.modules, 'the report imported matplotlib'\n")
     assert "fusedrnn SIMD path: " in out
-    assert "% stream" in out and "Latency" in out
+    assert "% stream" in out and "% floor" in out and "Latency" in out
     assert "Variable lengths" in out and "padded / lengths" in out and "1 / valid fraction" in out
     with open(tmp_path / "results.json") as f:
         res = json.load(f)
@@ -75,8 +75,10 @@ def test_tiny_report_has_latency_rows_and_stream_column(tmp_path):
             assert peer["status"] in ("ok", "skipped"), (r["config"], impl, peer)
         stream_row = r["params"]["batch"] == 1 and r["kind"] != "train"
         assert ("pct_stream" in r) == stream_row, r["config"]
+        assert ("pct_floor" in r) == stream_row, r["config"]
         if stream_row:
             assert r["stream_bound_ms"] > 0 and r["pct_stream"] > 0
+            assert r["floor_ms"] > 0 and r["pct_floor"] > 0
     cell = next(r for r in rows if r["kind"] == "cell")
     assert cell["params"]["seq"] == 1 and cell["params"]["layers"] == 1
 
@@ -175,6 +177,33 @@ def test_lengths_are_drawn_from_the_seed_and_the_batch_shape():
 def test_recurrent_bytes_is_the_packed_size(cfg, expected):
     from fusedrnn.bench.configs import Config, recurrent_bytes
     assert recurrent_bytes(Config(batch=1, **cfg)) == expected
+
+
+def test_floor_is_the_roofline_of_the_row():
+    """% floor's time, by hand: LSTM H100 I50, float32, 1 GB/s at every size, 1 GFLOP/s.
+    W_hh packs to 416 x 100 (S = 166400 bytes), W_ih to 416 x 50 (X = 83200 bytes)."""
+    from fusedrnn.bench.configs import Config, floor_sizes
+    from fusedrnn.bench.measure import _floor_ms
+    S, X = 416 * 100 * 4, 416 * 50 * 4
+    seen = []
+
+    def bw(n):
+        seen.append(n)
+        return 1.0
+    one = Config("lstm", 1, 100, input_size=50, seq=1)
+    assert _floor_ms(one, bw, 1.0) == pytest.approx((S + X) / 1e9 * 1e3)
+    assert seen == [S + X] == floor_sizes(one)
+    # T = 10: 10 steps of S, then the projection: 2*10*1*400*50 = 400000 FLOPs = 0.4 ms at
+    # 1 GFLOP/s, longer than reading X (0.0832 ms); with a 100x faster peak the read counts
+    ten = Config("lstm", 1, 100, input_size=50, seq=10)
+    assert _floor_ms(ten, bw, 1.0) == pytest.approx((10 * S / 1e9 + 4e-4) * 1e3)
+    assert _floor_ms(ten, bw, 100.0) == pytest.approx((10 * S + X) / 1e9 * 1e3)
+    assert floor_sizes(ten) == [S, X]
+    # bidirectional, 2 layers: layer 1's W_ih is (400, 200) -> 416 x 200
+    deep = Config("lstm", 1, 100, input_size=50, seq=10, layers=2, bidirectional=True)
+    X1 = 416 * 200 * 4
+    assert _floor_ms(deep, bw, 100.0) == pytest.approx(
+        2 * ((10 * S + X) + (10 * S + max(X1, 2 * 10 * 400 * 200 / 100))) / 1e9 * 1e3)
 
 
 def test_best_of_runs_takes_each_implementations_lowest_median(tmp_path, capsys):

@@ -137,6 +137,23 @@ def recurrent_bytes(cfg: Config) -> int:
     return n * cfg.np_dtype.itemsize
 
 
+def input_bytes(cfg: Config, layer: int) -> int:
+    """Bytes of a layer-direction's packed input weights W_ih (G*H, I_k), I_k = I for layer 0,
+    D*P above."""
+    I_k = cfg.input if layer == 0 else cfg.directions * cfg.h_out
+    return packed_elements(cfg.gates * cfg.hidden, I_k) * cfg.np_dtype.itemsize
+
+
+def floor_sizes(cfg: Config) -> List[int]:
+    """The buffer sizes whose read bandwidth the row's floor (measure._floor_ms) uses: the
+    recurrent weights (a step), each layer's W_ih (the input projection), and for a one-step
+    row both together (a call reads them one after the other)."""
+    S = recurrent_bytes(cfg)
+    if cfg.seq == 1:
+        return [S + input_bytes(cfg, k) for k in range(cfg.layers)]
+    return [S] + [input_bytes(cfg, k) for k in range(cfg.layers)]
+
+
 def has_stream_bound(cfg: Config) -> bool:
     """Rows that get a "% of stream bound": batch-1 inference (reading the recurrent weights
     once per step is then the least work a step can do)."""

@@ -16,6 +16,12 @@ thread count, and set fusedrnn's times against the machine's ceilings measured i
   T * sum over layers and directions of packed bytes (``configs.recurrent_bytes``) / the read
   bandwidth of a streaming loop over a buffer of that size at the same thread count
   (``timing.measure_read_bandwidth``); % stream = stream-bound time / fusedrnn's time * 100.
+- % floor (the same rows): the least time the row can take on this machine (a roofline), so
+  100% is the best possible: per layer and direction, the input projection (reading the packed
+  W_ih once at the bandwidth of its size, or its FLOPs 2*T*B*G*H*I at the GEMM peak, whichever
+  is longer) plus T steps of reading the packed recurrent weights (the stream bound); a
+  one-step row (a cell, a stream step, T = 1) reads W_ih and W_hh together, at the bandwidth
+  of their sum.  % floor = floor time / fusedrnn's time * 100.
 - Both ceilings are measured at the start and at the end of the run; the better of the two
   counts (the machine's real capability), and a peak that moved is reported as a warning.
 """
@@ -29,7 +35,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from .cases import compare, make_case
-from .configs import MODES, Config, flops, has_stream_bound, recurrent_bytes
+from .configs import (MODES, Config, floor_sizes, flops, has_stream_bound, input_bytes,
+                      recurrent_bytes)
 from .machine import machine_info
 from .peers import PeerUnavailable, builders_for, chosen, reference
 from .timing import (cpu_busy, cpu_sample, log, measure_gemm_peak, measure_read_bandwidth,
@@ -145,6 +152,23 @@ def _stream_bound_ms(cfg: Config, bandwidth_gbs: float) -> float:
     return nbytes / (bandwidth_gbs * 1e9) * 1e3
 
 
+def _floor_ms(cfg: Config, bandwidth, peak_gflops: float) -> float:
+    """The row's floor (ms; see the module docstring); bandwidth(nbytes) -> GB/s measured at
+    that buffer size."""
+    S, T, B = recurrent_bytes(cfg), cfg.seq, cfg.batch
+    total = 0.0
+    for k in range(cfg.layers):
+        X = input_bytes(cfg, k)
+        if T == 1:
+            t = (S + X) / (bandwidth(S + X) * 1e9)
+        else:
+            I_k = cfg.input if k == 0 else cfg.directions * cfg.h_out
+            proj = 2.0 * T * B * cfg.gates * cfg.hidden * I_k / (peak_gflops * 1e9)
+            t = T * S / (bandwidth(S) * 1e9) + max(X / (bandwidth(X) * 1e9), proj)
+        total += cfg.directions * t
+    return total * 1e3
+
+
 def run(configs: Sequence[Config], impls: Sequence[str], threads: Sequence[int], mode: str,
         seed: int = 0, budget: Optional[float] = None, quiet: bool = False,
         info: Optional[dict] = None, wait: float = 0.0, attempts: int = 3) -> dict:
@@ -160,7 +184,8 @@ def run(configs: Sequence[Config], impls: Sequence[str], threads: Sequence[int],
         m["budget"] = budget
     info = info if info is not None else machine_info()
     dtypes = sorted({c.dtype for c in configs} | {"float32"})
-    sizes = sorted({recurrent_bytes(c) for c in configs if has_stream_bound(c)})
+    sizes = sorted({n for c in configs if has_stream_bound(c)
+                    for n in [recurrent_bytes(c)] + floor_sizes(c)})
     peaks, stream = _ceilings(threads, dtypes, sizes, m, quiet)
     busy_start = cpu_busy()
     rows, row_cfgs = [], []
@@ -193,6 +218,8 @@ def run(configs: Sequence[Config], impls: Sequence[str], threads: Sequence[int],
             bandwidth = best_stream[n][str(recurrent_bytes(cfg))]
             row["stream_bound_ms"] = _stream_bound_ms(cfg, bandwidth)
             row["pct_stream"] = 100.0 * row["stream_bound_ms"] / fr["median_ms"]
+            row["floor_ms"] = _floor_ms(cfg, lambda b: best_stream[n][str(b)], peak)
+            row["pct_floor"] = 100.0 * row["floor_ms"] / fr["median_ms"]
     warnings_ = []
     for label, b in (("start", busy_start), ("end", busy_end)):
         if b is not None and b > 0.1:

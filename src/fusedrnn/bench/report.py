@@ -19,7 +19,11 @@ STREAM_METHOD = (
     "fusedrnn's packed recurrent weights once per step (T x layers x directions x packed bytes "
     "of W_hh (+ W_hr); an (N, K) weight packs to ceil(N/32)*32*K elements) at the read bandwidth "
     "of a streaming NumPy max-reduction over a buffer of the same size, same thread count, "
-    "measured in this run; 100% = as fast as reading the weights allows.")
+    "measured in this run; 100% = as fast as reading the weights allows. "
+    "% floor (the same rows) = the least time the row can take / fusedrnn's time: per layer "
+    "and direction the input projection (reading the packed W_ih at the bandwidth of its size, "
+    "or its FLOPs at the GEMM peak, whichever is longer) plus the stream bound; a one-step row "
+    "reads W_ih and W_hh together, at the bandwidth of their sum.")
 
 LENGTHS_METHOD = (
     "Variable lengths: B sequences padded to T, lengths uniform in [T/4, T] (drawn from --seed; "
@@ -33,11 +37,11 @@ LENGTHS_METHOD = (
 # (kinds of rows, title, builders, time unit, factor from ms, fusedrnn-only columns)
 _TABLES = (
     (("forward",), "Inference (forward)", FORWARD_BUILDERS, "ms", 1.0,
-     ("GFLOP/s", "% peak", "% stream")),
+     ("GFLOP/s", "% peak", "% stream", "% floor")),
     (("train",), "Training (forward + backward)", TRAIN_BUILDERS, "ms", 1.0,
      ("GFLOP/s", "% peak")),
     (LATENCY_KINDS, "Latency: one cell step, one stream step, and the fixed cost of one layer call",
-     LATENCY_BUILDERS, "µs", 1e3, ("% stream",)),
+     LATENCY_BUILDERS, "µs", 1e3, ("% stream", "% floor")),
     (("lengths",), "Variable lengths (inference)", LENGTHS_BUILDERS, "ms", 1.0,
      ("padded / lengths", "1 / valid fraction")),
 )
@@ -59,7 +63,7 @@ def _extra_cell(row: dict, column: str) -> str:
         s = row.get("speedup", {}).get("padded")
         return f"{s:.2f}x" if s is not None else "-"
     key, fmt = {"GFLOP/s": ("gflops", "{:.1f}"), "% peak": ("pct_peak", "{:.0f}%"),
-                "% stream": ("pct_stream", "{:.0f}%"),
+                "% stream": ("pct_stream", "{:.0f}%"), "% floor": ("pct_floor", "{:.0f}%"),
                 "1 / valid fraction": ("ideal_speedup", "{:.2f}x")}[column]
     return fmt.format(row[key]) if row.get(key) else "-"
 
