@@ -35,7 +35,8 @@ class Stream:
     def state(self):
         """The state after the last chunk: like the model's h_n (``(h_n, c_n)`` for an LSTM)."""
         batched = self.batch is not None
-        return hx_form(tuple(self.model._format_state(s, batched).copy() for s in self._state))
+        fmt = self.model._format_state
+        return hx_form(tuple([fmt(s, batched).copy() for s in self._state]))
 
     def __call__(self, x):
         """Run the next chunk; returns its outputs, shaped like the model's ``out``."""
