@@ -214,14 +214,15 @@ def test_best_of_runs_takes_each_implementations_lowest_median(tmp_path, capsys)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
 
-    def run(fr, torch, ort_status="ok"):
+    def run(fr, torch, ort_status="ok", stream=4.0, floor=8.0):
         return {"rows": [{"config": "lstm T100 B1 H8", "kind": "forward", "threads": 1,
+                          "stream_bound_ms": stream, "floor_ms": floor,
                           "results": {"fusedrnn": {"status": "ok", "median_ms": fr},
                                       "torch": {"status": "ok", "median_ms": torch},
                                       "ort": {"status": ort_status, "median_ms": 1.0}}}]}
 
     paths = []
-    for i, r in enumerate([run(10.0, 20.0), run(12.0, 15.0, "mismatch")]):
+    for i, r in enumerate([run(10.0, 20.0), run(12.0, 15.0, "mismatch", 3.0, 9.0)]):
         paths.append(str(tmp_path / f"r{i}.json"))
         with open(paths[-1], "w") as f:
             json.dump(r, f)
@@ -232,4 +233,6 @@ def test_best_of_runs_takes_each_implementations_lowest_median(tmp_path, capsys)
     mod.main(paths)
     out = capsys.readouterr().out
     assert "forward rows       vs torch: geomean 1.50x" in out
-    assert "| lstm T100 B1 H8 | 10 | 15 | 1 | 1.50x | 0.10x |" in out
+    # % stream and % floor: the runs' lowest bounds (3.0, 8.0 ms) over the lowest median
+    assert "| vs ort | % stream | % floor |" in out
+    assert "| lstm T100 B1 H8 | 10 | 15 | 1 | 1.50x | 0.10x | 30% | 80% |" in out

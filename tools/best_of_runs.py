@@ -6,6 +6,9 @@ the other, so one slow phase can land on one implementation only. This script ta
 row (configuration and thread count) and every implementation, the lowest of the runs' medians,
 the same rule for every implementation, recomputes the ratios fusedrnn / peer from those, and
 prints the geometric means of the issue-7 targets and one markdown table per row kind.
+Batch-1 rows also get "% stream" and "% floor" (see fusedrnn.bench.measure) from the lowest
+bound of the runs (their best measured ceilings) over fusedrnn's lowest median: the strictest
+of the runs' figures.
 
     python tools/best_of_runs.py RUN1/results.json RUN2/results.json [...]
 """
@@ -29,6 +32,9 @@ def combine(paths):
             entry = rows.setdefault(key, dict(kind=r["kind"], params=r.get("params", {}),
                                               best={}, runs=0))
             entry["runs"] += 1
+            for key in ("stream_bound_ms", "floor_ms"):
+                if key in r:
+                    entry[key] = min(r[key], entry.get(key, math.inf))
             for impl, res in r.get("results", {}).items():
                 if res.get("status") == "ok":
                     ms = res["median_ms"]
@@ -74,16 +80,22 @@ def main(paths):
             impls = [i for i in ("fusedrnn", "padded") + PEERS
                      if any(i in e["best"] for _, e in sel)]
             peers = [p for p in ("torch", "ort", "padded") if p in impls]
+            bounds = [(k, label) for k, label in (("stream_bound_ms", "% stream"),
+                                                  ("floor_ms", "% floor"))
+                      if any(k in e for _, e in sel)]
             print(f"#### {kind}, {th} thread(s)\n")
             print("| config | " + " | ".join(f"{i} {unit}" for i in impls) + " | "
                   + " | ".join(f"vs {p}" if p != "padded" else "padded / lengths"
-                               for p in peers) + " |")
-            print("|---|" + "--:|" * (len(impls) + len(peers)))
+                               for p in peers) + "".join(f" | {label}" for _, label in bounds)
+                  + " |")
+            print("|---|" + "--:|" * (len(impls) + len(peers) + len(bounds)))
             for (config, _), e in sel:
                 cells = [f"{e['best'][i] * scale:.3g}" if i in e["best"] else "n/a"
                          for i in impls]
                 rs = ratios(e)
                 cells += [f"{rs[p]:.2f}x" if p in rs else "-" for p in peers]
+                cells += [f"{100 * e[k] / e['best']['fusedrnn']:.0f}%"
+                          if k in e and "fusedrnn" in e["best"] else "-" for k, _ in bounds]
                 print(f"| {config} | " + " | ".join(cells) + " |")
             print()
 
