@@ -106,6 +106,11 @@ class Config:
         return d
 
 
+def layer_input(cfg: Config, layer: int) -> int:
+    """Input features of a layer: I for layer 0, D*P above."""
+    return cfg.input if layer == 0 else cfg.directions * cfg.h_out
+
+
 def flops(cfg: Config, lengths=None) -> int:
     """GEMM FLOPs of one call (forward; x3 for a training step). With ``lengths`` (one per
     sequence) only the valid steps count: sum(lengths) instead of T*B rows."""
@@ -114,7 +119,7 @@ def flops(cfg: Config, lengths=None) -> int:
     T, B, G, H, H_out, D = cfg.seq, cfg.batch, cfg.gates, cfg.hidden, cfg.h_out, cfg.directions
     total = 0
     for k in range(cfg.layers):
-        I_k = cfg.input if k == 0 else D * H_out
+        I_k = layer_input(cfg, k)
         per = 2 * T * B * G * H * (I_k + H_out)
         if cfg.proj_size:
             per += 2 * T * B * H * H_out
@@ -140,8 +145,7 @@ def recurrent_bytes(cfg: Config) -> int:
 def input_bytes(cfg: Config, layer: int) -> int:
     """Bytes of a layer-direction's packed input weights W_ih (G*H, I_k), I_k = I for layer 0,
     D*P above."""
-    I_k = cfg.input if layer == 0 else cfg.directions * cfg.h_out
-    return packed_elements(cfg.gates * cfg.hidden, I_k) * cfg.np_dtype.itemsize
+    return packed_elements(cfg.gates * cfg.hidden, layer_input(cfg, layer)) * cfg.np_dtype.itemsize
 
 
 def floor_sizes(cfg: Config) -> List[int]:

@@ -36,7 +36,7 @@ import numpy as np
 
 from .cases import compare, make_case
 from .configs import (MODES, Config, floor_sizes, flops, has_stream_bound, input_bytes,
-                      recurrent_bytes)
+                      layer_input, recurrent_bytes)
 from .machine import machine_info
 from .peers import PeerUnavailable, builders_for, chosen, reference
 from .timing import (cpu_busy, cpu_sample, log, measure_gemm_peak, measure_read_bandwidth,
@@ -162,8 +162,7 @@ def _floor_ms(cfg: Config, bandwidth, peak_gflops: float) -> float:
         if T == 1:
             t = (S + X) / (bandwidth(S + X) * 1e9)
         else:
-            I_k = cfg.input if k == 0 else cfg.directions * cfg.h_out
-            proj = 2.0 * T * B * cfg.gates * cfg.hidden * I_k / (peak_gflops * 1e9)
+            proj = 2.0 * T * B * cfg.gates * cfg.hidden * layer_input(cfg, k) / (peak_gflops * 1e9)
             t = T * S / (bandwidth(S) * 1e9) + max(X / (bandwidth(X) * 1e9), proj)
         total += cfg.directions * t
     return total * 1e3
