@@ -479,11 +479,17 @@ static void frp_pack_at_##SFX(ptrdiff_t nb, ptrdiff_t mb, ptrdiff_t nbig, ptrdif
         }                                                                                          \
     }                                                                                              \
 }                                                                                                  \
-/* one row block x one k-block x one panel; columns [ja, jb) of the panel are written */           \
+/* one row block x one k-block x one panel; columns [ja, jb) of the panel are written.  acc: the \
+ * tile adds to C, whose rows are prefetched first: the C of a step's product (the LSTM's gates,  \
+ * written by the input projection long before) is seldom in cache, and the block kernel reads    \
+ * it only after its k loop, which would then wait for memory once per tile */                    \
 static inline void frp_tile_##SFX(frp_blk_##SFX blk, int mr, ptrdiff_t kc, const real *Ap,         \
         const real *B, ptrdiff_t pfd, ptrdiff_t pfn, int acc, real *C, ptrdiff_t ldc,              \
         ptrdiff_t ja, ptrdiff_t jb)                                                                \
 {                                                                                                  \
+    if (acc)                                                                                       \
+        for (int i = 0; i < mr; i++)                                                               \
+            frp_prefetch_l1(C + i * ldc + ja, (size_t)(jb - ja) * sizeof(real));                   \
     if (ja == 0 && jb == FR_PACKED_NR) {                                                           \
         blk(mr, kc, Ap, B, pfd, pfn, acc, C, ldc);                                                 \
     } else {                                                                                       \
