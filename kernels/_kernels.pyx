@@ -31,7 +31,8 @@ from _blas cimport floating, gemm, NoTrans, Trans
 from rnn_types cimport Cell, Run, Grad, LSTM_CELL, GRU_CELL, GRU_ORIG_CELL
 from fr_threads cimport fr_omp_max_threads, fr_thread_num, fr_num_threads, fr_barrier
 from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64, fr_packed_work_size_f32,
-                          fr_packed_work_size_f64, fr_gemm_packed_blocks_f32,
+                          fr_packed_work_size_f64, fr_packed_work_bound_f32,
+                          fr_packed_work_bound_f64, fr_gemm_packed_blocks_f32,
                           fr_gemm_packed_blocks_f64, fr_rev_bytes)
 from rnn_common cimport (pack_weights, pgemm_cols, pgemm_rows, pgemm_steps, unit_chunk,
                          pgemm_gates, units_split,
@@ -596,6 +597,11 @@ cdef inline Py_ssize_t work_elems(Py_ssize_t M, Py_ssize_t K, bint dbl) noexcept
     return fr_packed_work_size_f64(M, K) if dbl else fr_packed_work_size_f32(M, K)
 
 
+cdef inline Py_ssize_t work_bound(Py_ssize_t M, Py_ssize_t K, bint dbl) noexcept nogil:
+    """The most work_elems(M, k) for any k <= K (work_elems is not monotone in K)."""
+    return fr_packed_work_bound_f64(M, K) if dbl else fr_packed_work_bound_f32(M, K)
+
+
 cdef object pack(object W, bint trans):
     """The packed copy of W (N, K), or of W^T when trans (W then (K, N)), for the packed GEMM."""
     cdef cnp.ndarray A = np.ascontiguousarray(W)
@@ -695,12 +701,13 @@ cdef class Kernel:
                                Py_ssize_t I) noexcept:
         cdef Cell *c = &self.cell
         # (rows, K) of every packed product: the steps' (B rows), forward the input projection's
-        # too (at most T*B rows per thread, K = I)
+        # too (at most T*B rows per thread, K = I; the layers of a model share buffers, sized
+        # for the largest I, so any smaller K must fit too)
         cdef Py_ssize_t w
         if backward:
             return self._bwd_work(B, self._grad_steps(T, B, I))
         w = max(work_elems(B, c.P, c.dbl), work_elems(B, c.H, c.dbl),
-                work_elems(T * B, max(I, c.I_), c.dbl))
+                work_bound(T * B, max(I, c.I_), c.dbl))
         return max(16, (w + 15) // 16 * 16)
 
     cdef Py_ssize_t _bwd_work(self, Py_ssize_t B, Py_ssize_t sblk) noexcept:

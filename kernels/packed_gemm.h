@@ -594,6 +594,14 @@ FRP_API ptrdiff_t fr_packed_work_size_##SFX(ptrdiff_t M, ptrdiff_t K)           
     mc = mc > M ? M : mc;                                                                          \
     return mc * (K > 0 ? K : 0);                                                                   \
 }                                                                                                  \
+/* the most fr_packed_work_size(M, k) for any k <= K (which is not monotone in K: a chunk of A    \
+ * takes about FRP_A_BYTES): a workspace that serves products of A with up to K columns */        \
+FRP_API ptrdiff_t fr_packed_work_bound_##SFX(ptrdiff_t M, ptrdiff_t K)                             \
+{                                                                                                  \
+    ptrdiff_t w = FRP_MR_MAX * K, a = FRP_A_BYTES / (ptrdiff_t)sizeof(real);                       \
+    w = w > a ? w : a;                                                                             \
+    return M > 0 && K > 0 ? (w < M * K ? w : M * K) : 0;                                           \
+}                                                                                                  \
 /* the products out[0 .. nout) of A (M, K): row i of A at A + arow[i] lda (arow NULL: A + i lda),  \
  * or A given transposed (at: A(i, k) at A[k lda + i]) */                                          \
 FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const ptrdiff_t *arow,     \

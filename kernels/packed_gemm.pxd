@@ -7,6 +7,9 @@ cdef extern from "packed_gemm.h" nogil:
     Py_ssize_t fr_packed_size_f64(Py_ssize_t N, Py_ssize_t K)
     Py_ssize_t fr_packed_work_size_f32(Py_ssize_t M, Py_ssize_t K)
     Py_ssize_t fr_packed_work_size_f64(Py_ssize_t M, Py_ssize_t K)
+    # the most of fr_packed_work_size(M, k) over k <= K (not monotone in K)
+    Py_ssize_t fr_packed_work_bound_f32(Py_ssize_t M, Py_ssize_t K)
+    Py_ssize_t fr_packed_work_bound_f64(Py_ssize_t M, Py_ssize_t K)
     void fr_pack_f32(Py_ssize_t N, Py_ssize_t K, const float *W, Py_ssize_t ldw, float *Wp)
     void fr_pack_f64(Py_ssize_t N, Py_ssize_t K, const double *W, Py_ssize_t ldw, double *Wp)
     # the same layout for W^T, W stored row-major as (K, N) with row stride ldw
