@@ -38,7 +38,8 @@ cdef struct Run:
     const void *c0       # (B, H) LSTM, else NULL
     void *h_n            # (B, P)
     void *c_n            # (B, H) LSTM, else NULL
-    void *gates          # (T*B, G): activated gates of every step
+    void *gates          # (gblk*B, G): activated gates of every step (gblk = T), or of a block
+    Py_ssize_t gblk      # T, or (inference) the steps of a block of the input projection
     void *state          # (S*B, H), S = T if keep else 2: LSTM c_t; GRU_CELL W_hn h_{t-1} + b_hn
     void *aux            # LSTM (B, H) o tanh(c_t); GRU_CELL (B, G) h_{t-1} W_hh^T; ORIG (B, H) r h
     void *work           # per-thread packed-GEMM workspaces, wsz elements each

@@ -262,7 +262,7 @@ def misaligned(a):
 
 @pytest.mark.parametrize("bad", ["x_shape", "x_dtype", "out_readonly", "out_strided", "h0",
                                  "c_n", "gates", "state", "aux", "work", "col", "threads",
-                                 "x_misaligned"])
+                                 "x_misaligned", "gblk"])
 def test_kernel_refuses_a_wrong_buffer(bad):
     k, b, x, out, init, final = _lstm_kernel()
     threads = 1
@@ -286,6 +286,8 @@ def test_kernel_refuses_a_wrong_buffer(bad):
         setattr(b, bad, np.zeros((arr.shape[0] + 1, arr.shape[1]), arr.dtype))
     elif bad == "work":
         b.work = b.work[:1].copy()
+    elif bad == "gblk":
+        b.gblk = T + 1                      # more steps than the pass
     elif bad == "col":
         col = 1
     else:

@@ -484,3 +484,62 @@ def test_seed_reproducible_and_distinct(cls):
     # parameters within one model are not copies of each other
     values = [v.tobytes() for v in a.state_dict().values()]
     assert len(set(values)) == len(values)
+
+
+# ---------------------------------------------------------------------------------------------
+# inference of a large batch: the input projection by blocks of steps
+
+
+BLOCK_CASES = [  # I, H, T, B (blocks of 4 steps, 37 = 9 blocks + 1; of 5: I = 300 rows),
+    #             layers, bidirectional, variable lengths, threads
+    (16, 32, 37, 64, 1, False, False, 1),
+    (16, 32, 37, 64, 2, True, True, 2),
+    (300, 64, 20, 65, 2, True, False, 2),
+    (300, 64, 20, 65, 1, False, True, 1),
+]
+
+
+@pytest.fixture
+def two_thread_split(monkeypatch):
+    """Let small models use more than one thread (fusedrnn._threads.MIN_WORK_PER_THREAD)."""
+    from fusedrnn import _threads
+    monkeypatch.setattr(_threads, "MIN_WORK_PER_THREAD", 1)
+    yield
+    fusedrnn.set_num_threads(None)
+
+
+@dtypes
+@pytest.mark.parametrize("kind", ("lstm", "gru", "gru_reset_before"))
+@pytest.mark.parametrize("I, H, T, B, num_layers, bidirectional, lengths, threads", BLOCK_CASES,
+                         ids=str)
+def test_projection_by_blocks(two_thread_split, rng, dtype, kind, I, H, T, B, num_layers,
+                              bidirectional, lengths, threads):
+    """Inference projects x W_ih^T block by block (Kernel.gates_block, asserted on here):
+    the same results as the reference, and to the bit as training's forward, which projects
+    the whole sequence at once; reverse directions, later layers (I = 2H), variable lengths,
+    a last block of fewer steps, one and two threads."""
+    fusedrnn.set_num_threads(threads)
+    cfg = layer_cfg(I, H, num_layers=num_layers, bidirectional=bidirectional)
+    reset_after = kind != "gru_reset_before"
+    cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+    model = cls(dtype=dtype, seed=2, **cfg, **({} if kind == "lstm" else
+                                                {"reset_after": reset_after}))
+    base = "lstm" if kind == "lstm" else "gru"
+    x, hx = layer_data(rng, base, cfg, T, B, hx=True, dtype=dtype)
+    lens = None
+    if lengths:
+        lens = rng.integers(1, T + 1, B)
+        lens[rng.integers(B)] = T
+    for layer in range(num_layers):
+        k = model._engine.kernel(layer, 0)
+        assert 1 < k.gates_block(T, B) < T, "the projection must run by blocks here"
+        assert k.gates_block(T, B, keep=True) == T
+    got = model(x, hx, lengths=lens)
+    if lens is None:        # the inference buffers hold one block of gates
+        layers = model._engine._inference(T, B, None)[2]
+        assert all(b.gates.shape[0] < T * B for _, bufs in layers for b in bufs)
+    out, hn, _ = model.forward_train(x, hx, lengths=lens)
+    for a, b in zip(flatten(got), flatten((out, hn))):
+        np.testing.assert_array_equal(a, b)
+    assert_tree_close(got, ref_layer(base, model.state_dict(), x, hx, cfg,
+                                     reset_after=reset_after, lengths=lens), dtype)
