@@ -82,9 +82,9 @@ cdef inline Py_ssize_t block_time(const Run *r, Py_ssize_t s) noexcept nogil:
 
 
 cdef inline Py_ssize_t gates_row(const Run *r, Py_ssize_t s) noexcept nogil:
-    """First row of step s's gates in Run.gates: its time index's, or (the input projection
-    by blocks) its place in the block's."""
-    return (step_time(r, s) - (block_time(r, s) if r.gblk < r.T else 0)) * r.B
+    """First row of step s's gates in Run.gates: its place in its block's (with one block,
+    gblk = T, its time index's)."""
+    return (step_time(r, s) - block_time(r, s)) * r.B
 
 
 cdef inline Py_ssize_t state_row(const Run *r, Py_ssize_t s) noexcept nogil:
@@ -147,8 +147,8 @@ cdef inline const floating *state_prev(const Run *r, const floating *state, Py_s
 cdef void project(const Cell *cl, const Run *r, Py_ssize_t t0, Py_ssize_t n, int tid, int nt,
                   bint own, floating *tag) noexcept nogil:
     """The input projection of the n time indices from t0 (all T, or a block of Run.gblk):
-    gates = x W_ih^T, one packed GEMM whose rows (few rows: columns) are shared between the
-    threads, into Run.gates from its first row."""
+    gates = x W_ih^T, one packed GEMM whose rows (few rows, or blocks with own units: columns)
+    are shared between the threads, into Run.gates from its first row."""
     cdef Py_ssize_t B = r.B, G = cl.G, I = cl.I_, lo, hi
     cdef floating *work = <floating *>r.work + tid * r.wsz
     if r.nact != NULL:

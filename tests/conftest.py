@@ -262,6 +262,17 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture
+def forced_threads(monkeypatch):
+    """Let small models use more than one thread (the size threshold is lowered,
+    fusedrnn._threads.MIN_WORK_PER_THREAD); the process's thread count again after."""
+    fusedrnn = import_fusedrnn()
+    from fusedrnn import _threads
+    monkeypatch.setattr(_threads, "MIN_WORK_PER_THREAD", 1)
+    yield
+    fusedrnn.set_num_threads(None)
+
+
+@pytest.fixture
 def isa_path(request):
     """Force one SIMD path (packed GEMM and gate passes) for the test; back to the default after."""
     if request.param == "default":

@@ -499,20 +499,11 @@ BLOCK_CASES = [  # I, H, T, B (blocks of 4 steps, 37 = 9 blocks + 1; of 5: I = 3
 ]
 
 
-@pytest.fixture
-def two_thread_split(monkeypatch):
-    """Let small models use more than one thread (fusedrnn._threads.MIN_WORK_PER_THREAD)."""
-    from fusedrnn import _threads
-    monkeypatch.setattr(_threads, "MIN_WORK_PER_THREAD", 1)
-    yield
-    fusedrnn.set_num_threads(None)
-
-
 @dtypes
 @pytest.mark.parametrize("kind", ("lstm", "gru", "gru_reset_before"))
 @pytest.mark.parametrize("I, H, T, B, num_layers, bidirectional, lengths, threads", BLOCK_CASES,
                          ids=str)
-def test_projection_by_blocks(two_thread_split, rng, dtype, kind, I, H, T, B, num_layers,
+def test_projection_by_blocks(forced_threads, rng, dtype, kind, I, H, T, B, num_layers,
                               bidirectional, lengths, threads):
     """Inference projects x W_ih^T block by block (Kernel.gates_block, asserted on here):
     the same results as the reference, and to the bit as training's forward, which projects

@@ -20,13 +20,6 @@ from fusedrnn import _threads  # noqa: E402
 CASES = [("lstm", 0, True), ("lstm", 7, True), ("gru", 0, True), ("gru", 0, False)]
 
 
-@pytest.fixture
-def forced_threads(monkeypatch):
-    monkeypatch.setattr(_threads, "MIN_WORK_PER_THREAD", 1)
-    yield
-    fusedrnn.set_num_threads(None)
-
-
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind, proj_size, reset_after", CASES)
