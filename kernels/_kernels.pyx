@@ -16,10 +16,11 @@ each on its own chunk (columns of a product, hidden units of a gate pass), and a
 each phase (fr_threads.h).  A forward step is split by hidden units when H splits into whole
 panels (pgemm_gates): a thread computes the gate columns of its own units and then their gate
 pass, which reads nothing another thread wrote, so the step needs one barrier (after the gate
-pass) and no cache line moves between cores until h_t is read by the next step.  With one
-thread there is no parallel region at all.  Two directions of a bidirectional layer can run
-in the same region, each on its half of the threads: they have the same phases, so the team
-barrier keeps them in step.
+pass) and no cache line moves between cores until h_t is read by the next step.  A large step
+is split likewise, but in claimed chunks: a thread slowed by its core leaves its last chunks
+to the others ("Claims" below).  With one thread there is no parallel region at all.  Two
+directions of a bidirectional layer can run in the same region, each on its half of the
+threads: they have the same phases, so the team barrier keeps them in step.
 """
 import numpy as np
 cimport numpy as cnp
@@ -29,13 +30,16 @@ from cython.parallel cimport parallel
 
 from _blas cimport floating, gemm, NoTrans, Trans
 from rnn_types cimport Cell, Run, Grad, LSTM_CELL, GRU_CELL, GRU_ORIG_CELL
-from fr_threads cimport fr_omp_max_threads, fr_thread_num, fr_num_threads, fr_barrier
+from fr_threads cimport (fr_omp_max_threads, fr_thread_num, fr_num_threads, fr_barrier,
+                         fr_fetch_inc)
 from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64, fr_packed_work_size_f32,
                           fr_packed_work_size_f64, fr_packed_work_bound_f32,
                           fr_packed_work_bound_f64, fr_gemm_packed_blocks_f32,
-                          fr_gemm_packed_blocks_f64, fr_rev_bytes)
+                          fr_gemm_packed_blocks_f64, fr_rev_bytes, fr_packed_nr,
+                          fr_pack_left_f32, fr_pack_left_f64, fr_gemm_packed_pre_f32,
+                          fr_gemm_packed_pre_f64)
 from rnn_common cimport (pack_weights, pgemm_cols, pgemm_rows, pgemm_steps, unit_chunk,
-                         pgemm_gates, units_split,
+                         pgemm_gates, units_split, chunk_lo,
                          rows_gemm, grad_gemm, pack_rows, pack_hprev, grad_packed,
                          colsum_rows, zero_rows)
 from gate_passes cimport (lstm_fwd, lstm_bwd, gru_fwd, gru_rz, gru_n, gru_bwd, gru_bwd1,
@@ -66,6 +70,29 @@ cdef enum:
 # 64-row blocks (smaller than I) 0.94x / 0.97x, which the rule excludes.
 PROJ_BLOCK_ROWS = 256
 PROJ_BLOCK_BYTES = 2 << 20
+
+# How the threads of a forward pass share a step (decided once per pass for the whole team,
+# whose barriers must match; see "Claims" below).
+cdef enum Split:
+    SPLIT_COLS = 0      # the columns of the product, a barrier, then hidden units of the pass
+    SPLIT_UNITS = 1     # each thread its own hidden units in whole panels, product and pass
+    SPLIT_CLAIMS = 2    # chunks of whole panels, each thread its own first, then the others'
+
+cdef enum:
+    CLAIM_STRIDE = 8          # claim counters a cache line apart
+    # a step in about this many chunks per thread; half as many from CLAIM_BIG_ROWS rows on
+    # (measured, LSTM H256 on 2 threads, against the fixed own units: B16 1.23-1.27x with 4
+    # chunks a thread, 1.09x with 2, when one core was slowed, the same otherwise; B256 with 4
+    # 0.94-0.98x on the AVX2 path when neither was, with 2 1.00-1.02x)
+    CLAIMS_PER_THREAD = 4
+    CLAIM_BIG_ROWS = 128
+
+# claims for steps of at least this many multiply-adds (B * G * P): below, a step lasts a few
+# microseconds and the fixed own units (their weights in their core's cache) win.  claim_skew:
+# thread tid claims from owner (tid + claim_skew) % nt first (0; tests set 1, so that chunks
+# are computed by other threads than their owners).  Both: claim_settings().
+cdef Py_ssize_t claim_min_work = 1 << 21
+cdef int claim_skew = 0
 
 
 # ================================================================ shared by every cell
@@ -144,6 +171,140 @@ cdef inline const floating *state_prev(const Run *r, const floating *state, Py_s
     return state + state_row(r, s - 1) * H
 
 
+# ---------------------------------------------------------------- claims
+# SPLIT_CLAIMS: the hidden units of a step are cut into chunks of whole panels; each thread
+# owns a run of chunks (as SPLIT_UNITS would give it) and claims them one by one from its
+# counter, then claims what is left of the other threads' (their counters).  A chunk is the
+# gate columns of its units (and, at a block's first step, their input projection) and then
+# their gate pass, which reads nothing another chunk writes.  When the cores run at the same
+# speed every thread does its own chunks, as with SPLIT_UNITS; when one is slowed (a busy SMT
+# sibling, a neighbour on the host, a preempted vCPU), the others take over its last chunks
+# instead of waiting for them at the barrier.  Each thread packs a step's left operand once
+# (Run.pk) for all the chunks it claims.  The result is the same, to the bit, whoever computes a
+# chunk.  A round (a step's product and pass; GRU_ORIG has two per step) uses counters
+# claims[round % 2]: each thread zeroes its counter of the next round during this one (after
+# the barrier that ended the previous round, before the one that starts the next).
+cdef struct Claims:
+    int split               # Split: with SPLIT_COLS and SPLIT_UNITS one fixed range, no claims
+    Py_ssize_t *ctr         # this round's counters, CLAIM_STRIDE apart
+    Py_ssize_t csz, nch     # units per chunk (whole panels), chunks
+    int tid, nt, k          # k: the owner being claimed from is (tid + k) % nt
+    bint rev                # take chunks last first (odd steps: W walked backwards)
+    bint packed, xpacked    # the left operand of this round is in apk, the x block in xpk
+    void *apk
+    void *xpk
+
+
+cdef inline void claims_start(Claims *cs, const Run *r, const Cell *cl, Py_ssize_t rnd,
+                              int tid, int nt, int split, bint rev) noexcept nogil:
+    """Thread tid's share of round rnd (over cl.H hidden units), split as `split` says."""
+    cdef Py_ssize_t npan = (cl.H + fr_packed_nr() - 1) // fr_packed_nr(), per
+    cs.split, cs.tid, cs.nt, cs.k, cs.rev = split, tid, nt, 0, rev
+    cs.packed = cs.xpacked = False
+    cs.ctr, cs.apk, cs.xpk, cs.csz, cs.nch = NULL, NULL, NULL, 0, 0
+    if split != SPLIT_CLAIMS:
+        return
+    per = max(1, npan // ((CLAIMS_PER_THREAD if r.B < CLAIM_BIG_ROWS
+                           else CLAIMS_PER_THREAD // 2) * nt))
+    cs.csz = per * fr_packed_nr()
+    cs.nch = (cl.H + cs.csz - 1) // cs.csz
+    cs.ctr = r.claims + (rnd & 1) * nt * CLAIM_STRIDE
+    cs.apk = <char *>r.pk + tid * r.pksz * (8 if cl.dbl else 4)
+    cs.xpk = <char *>cs.apk + r.pkx * (8 if cl.dbl else 4)
+    r.claims[((rnd + 1) & 1) * nt * CLAIM_STRIDE + tid * CLAIM_STRIDE] = 0
+
+
+cdef inline bint claim_next(Claims *cs, Py_ssize_t H, Py_ssize_t *lo,
+                            Py_ssize_t *hi) noexcept nogil:
+    """The next chunk [lo, hi) of hidden units this thread claims; False when none is left."""
+    cdef int o
+    cdef Py_ssize_t c0, c1, i
+    while cs.k < cs.nt:
+        o = (cs.tid + cs.k + claim_skew) % cs.nt
+        c0 = chunk_lo(cs.nch, 1, o, cs.nt)
+        c1 = chunk_lo(cs.nch, 1, o + 1, cs.nt)
+        if c0 < c1:
+            i = fr_fetch_inc(cs.ctr + o * CLAIM_STRIDE)
+            if i < c1 - c0:
+                i = c1 - 1 - i if cs.rev else c0 + i
+                lo[0] = i * cs.csz
+                hi[0] = min(H, lo[0] + cs.csz)
+                return True
+        cs.k += 1
+    return False
+
+
+cdef inline void claim_product(Claims *cs, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n0,
+                               Py_ssize_t ngates, Py_ssize_t H, Py_ssize_t M, Py_ssize_t K,
+                               const floating *A, Py_ssize_t lda, const floating *Wp,
+                               Py_ssize_t N, floating beta, floating *C, Py_ssize_t ldc,
+                               bint rev) noexcept nogil:
+    """pgemm_units of a claimed chunk, A packed once per round into the thread's apk."""
+    cdef floating *Ap = <floating *>cs.apk
+    if floating is float:
+        if not cs.packed:
+            fr_pack_left_f32(M, K, A, lda, Ap)
+        fr_gemm_packed_pre_f32(M, n0 + lo, n0 + hi, ngates, H, K, A, lda, Ap, Wp, N, beta, C,
+                               ldc, rev)
+    else:
+        if not cs.packed:
+            fr_pack_left_f64(M, K, A, lda, Ap)
+        fr_gemm_packed_pre_f64(M, n0 + lo, n0 + hi, ngates, H, K, A, lda, Ap, Wp, N, beta, C,
+                               ldc, rev)
+    cs.packed = True
+
+
+cdef inline bint claims_project(const Run *r) noexcept nogil:
+    """Whether the claimed chunks run the input projection (of their units, at a block's first
+    step): where project() would split it by own units without a barrier."""
+    return r.nact == NULL and (r.gblk < r.T or r.T * r.B <= SMALL_ROWS)
+
+
+cdef inline void claim_project(Claims *cs, const Cell *cl, const Run *r, Py_ssize_t s,
+                               Py_ssize_t lo, Py_ssize_t hi, floating *tag) noexcept nogil:
+    """At the first step s of a block (claims_project): gates = x W_ih^T for the block's
+    rows and the gate columns of units [lo, hi); the x block packed once per thread (xpk)."""
+    cdef Py_ssize_t n = min(r.gblk, r.T - s), B = r.B, G = cl.G, I = cl.I_
+    cdef const floating *x = <const floating *>r.x + block_time(r, s) * B * I
+    cdef floating *xp = <floating *>cs.xpk
+    if floating is float:
+        if not cs.xpacked:
+            fr_pack_left_f32(n * B, I, x, I, xp)
+        fr_gemm_packed_pre_f32(n * B, lo, hi, G // cl.H, cl.H, I, x, I, xp,
+                               <const floating *>r.wp_ih, G, 0, <floating *>r.gates, G, False)
+    else:
+        if not cs.xpacked:
+            fr_pack_left_f64(n * B, I, x, I, xp)
+        fr_gemm_packed_pre_f64(n * B, lo, hi, G // cl.H, cl.H, I, x, I, xp,
+                               <const floating *>r.wp_ih, G, 0, <floating *>r.gates, G, False)
+    cs.xpacked = True
+
+
+cdef inline bint next_units(Claims *cs, const Cell *cl, const Run *r, Py_ssize_t s, bint proj,
+                            Py_ssize_t n0, Py_ssize_t ngates, Py_ssize_t M, Py_ssize_t K,
+                            const floating *A, Py_ssize_t lda, const floating *Wp,
+                            Py_ssize_t N, floating beta, floating *C, Py_ssize_t ldc,
+                            floating *work, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
+    """The next hidden units [lo, hi) of this thread's share of a round (claims_start), with
+    the round's product C[:, n0 + q H + j] (=, += when beta) A W^T, q < ngates, j in [lo, hi)
+    done; False when the share is done.  SPLIT_CLAIMS: a claimed chunk (with proj, at a
+    block's first step, its input projection first); otherwise the thread's fixed units, once
+    (pgemm_gates: SPLIT_COLS has a barrier after the product)."""
+    if cs.split != SPLIT_CLAIMS:
+        if cs.k > 0:
+            return False
+        cs.k = 1
+        pgemm_gates(cs.tid, cs.nt, cs.split == SPLIT_UNITS, n0, ngates, cl.H, M, K, A, lda, Wp,
+                    N, beta, C, ldc, work, lo, hi, cs.rev)
+        return lo[0] < hi[0]
+    if not claim_next(cs, cl.H, lo, hi):
+        return False
+    if proj and s % r.gblk == 0 and claims_project(r):
+        claim_project(cs, cl, r, s, lo[0], hi[0], C)
+    claim_product(cs, lo[0], hi[0], n0, ngates, cl.H, M, K, A, lda, Wp, N, beta, C, ldc, cs.rev)
+    return True
+
+
 cdef void project(const Cell *cl, const Run *r, Py_ssize_t t0, Py_ssize_t n, int tid, int nt,
                   bint own, floating *tag) noexcept nogil:
     """The input projection of the n time indices from t0 (all T, or a block of Run.gblk):
@@ -170,18 +331,19 @@ cdef void project(const Cell *cl, const Run *r, Py_ssize_t t0, Py_ssize_t n, int
         fr_barrier()
 
 
-cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt, bint own,
+cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt, int split,
                          floating *tag) noexcept nogil:
-    """Thread tid of nt: its share of every phase of a forward pass over the sequence; own:
-    the steps split hidden units in whole panels (pgemm_gates; the same for the whole team)."""
+    """Thread tid of nt: its share of every phase of a forward pass over the sequence; split:
+    how the steps are shared (Split; the same for the whole team)."""
     cdef Py_ssize_t s, T = r.T
     for s in range(T):
-        if s % r.gblk == 0:
-            project(cl, r, block_time(r, s), min(r.gblk, T - s), tid, nt, own, tag)
+        if s % r.gblk == 0 and not (split == SPLIT_CLAIMS and claims_project(r)):
+            project(cl, r, block_time(r, s), min(r.gblk, T - s), tid, nt,
+                    split != SPLIT_COLS, tag)
         if cl.kind == LSTM_CELL:
-            lstm_step(cl, r, s, tid, nt, own, tag)
+            lstm_step(cl, r, s, tid, nt, split, tag)
         else:
-            gru_step(cl, r, s, tid, nt, own, tag)
+            gru_step(cl, r, s, tid, nt, split, tag)
 
 
 cdef void backward_thread(const Cell *cl, const Run *r, const Grad *gr, int tid, int nt,
@@ -223,8 +385,8 @@ cdef void backward_thread(const Cell *cl, const Run *r, const Grad *gr, int tid,
 cdef void run_forward(const Cell **cells, const Run **runs, int n, int threads) noexcept nogil:
     """Forward passes of n (1 or 2) cells with the same phases (the two directions of a layer):
     with n == 2 and >= 2 threads they run at the same time, each on its share of the threads."""
-    cdef int tid = 0, nt = 1, k, group = 0
-    cdef bint together = n == 2 and threads >= 2, own = True
+    cdef int tid = 0, nt = 1, k, group = 0, split = SPLIT_UNITS
+    cdef bint together = n == 2 and threads >= 2
     if n == 2 and not together:
         run_forward(cells, runs, 1, threads)
         run_forward(cells + 1, runs + 1, 1, threads)
@@ -232,38 +394,52 @@ cdef void run_forward(const Cell **cells, const Run **runs, int n, int threads) 
     if threads <= 1:
         # no parallel region (its start costs about a microsecond, much of a short call);
         # fr_barrier outside one is a no-op
-        forward_cell(cells[0], runs[0], 0, 1, True)
+        forward_cell(cells[0], runs[0], 0, 1, SPLIT_UNITS)
         finish_forward(cells[0], runs[0])
         return
+    for k in range(n):
+        if runs[k].claims != NULL:
+            memset(runs[k].claims, 0, 2 * threads * CLAIM_STRIDE * sizeof(Py_ssize_t))
     with parallel(num_threads=threads):
         tid = fr_thread_num()
         nt = fr_num_threads()
         group = 0
         # every thread decides the same (the team's barriers must match in number)
-        own = units_split(cells[0].H, nt)
+        split = team_split(cells[0], runs[0], nt)
         if together and nt >= 2:
-            own = units_split(cells[0].H, (nt + 1) // 2) and units_split(cells[1].H, nt // 2)
+            split = min(team_split(cells[0], runs[0], (nt + 1) // 2),
+                        team_split(cells[1], runs[1], nt // 2))
             # thread tid of the team is thread tid // 2 of its direction's group
             group = tid % 2
             nt = (nt - group + 1) // 2
             tid = tid // 2
         if together and fr_num_threads() < 2:
             # a team of one (OpenMP gave fewer threads than asked): the directions in turn
-            forward_cell(cells[0], runs[0], 0, 1, own)
-            forward_cell(cells[1], runs[1], 0, 1, own)
+            forward_cell(cells[0], runs[0], 0, 1, SPLIT_UNITS)
+            forward_cell(cells[1], runs[1], 0, 1, SPLIT_UNITS)
         else:
-            forward_cell(cells[group], runs[group], tid, nt, own)
+            forward_cell(cells[group], runs[group], tid, nt, split)
     for k in range(n):
         finish_forward(cells[k], runs[k])
 
 
+cdef inline int team_split(const Cell *cl, const Run *r, int nt) noexcept nogil:
+    """How nt threads share the steps of a pass (Split): claims when each thread gets whole
+    panels, the steps are large enough and the buffers have room for pre-packed operands."""
+    if nt < 2 or not units_split(cl.H, nt):
+        return SPLIT_COLS if nt >= 2 else SPLIT_UNITS
+    if r.pk != NULL and r.claims != NULL and r.B * cl.G * cl.P >= claim_min_work:
+        return SPLIT_CLAIMS
+    return SPLIT_UNITS
+
+
 cdef inline void forward_cell(const Cell *cl, const Run *r, int tid, int nt,
-                              bint own) noexcept nogil:
+                              int split) noexcept nogil:
     """forward_thread of the cell's floating type."""
     if cl.dbl:
-        forward_thread(cl, r, tid, nt, own, <double *>NULL)
+        forward_thread(cl, r, tid, nt, split, <double *>NULL)
     else:
-        forward_thread(cl, r, tid, nt, own, <float *>NULL)
+        forward_thread(cl, r, tid, nt, split, <float *>NULL)
 
 
 cdef inline void backward_cell(const Cell *cl, const Run *r, const Grad *gr, int tid,
@@ -312,7 +488,7 @@ cdef void run_backward(const Cell *cl, const Run *r, const Grad *gr, int threads
 
 
 # ================================================================ LSTM
-cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt, bint own,
+cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt, int split,
                     floating *tag) noexcept nogil:
     """gates_t += h_{t-1} W_hh^T; the fused pass (i, f, g, o, c_t, h_t or the projection input
     o tanh(c_t)); with a projection h_t = (o tanh(c_t)) W_hr^T.  Only the Bt running rows."""
@@ -325,10 +501,11 @@ cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
     cdef floating *h_t = out + t * B * r.ldo
     cdef const floating *hp = h_prev(r, out, s, P, &ldhp)
     cdef floating *hdst = <floating *>r.aux if cl.wp_hr != NULL else h_t
+    cdef Claims cs
     ldh = H if cl.wp_hr != NULL else r.ldo
-    pgemm_gates(tid, nt, own, 0, 4, H, Bt, P, hp, ldhp, <const floating *>cl.wp_hh, G,
-                <floating>1, g_t, G, work, &lo, &hi, s & 1)
-    if lo < hi:
+    claims_start(&cs, r, cl, s, tid, nt, split, s & 1)
+    while next_units(&cs, cl, r, s, True, 0, 4, Bt, P, hp, ldhp, <const floating *>cl.wp_hh, G,
+                     <floating>1, g_t, G, work, &lo, &hi):
         lstm_fwd(Bt, H, lo, hi, g_t, G, <const floating *>cl.bias,
                  state_prev(r, state, s, H), state + state_row(r, s) * H, hdst, ldh)
     pad_step(cl, r, s, tid, nt, tag)
@@ -403,7 +580,7 @@ cdef void lstm_tail(const Cell *cl, const Run *r, const Grad *gr, int tid, int n
 
 
 # ================================================================ GRU
-cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt, bint own,
+cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt, int split,
                    floating *tag) noexcept nogil:
     """GRU_CELL: hg = h_{t-1} W_hh^T, then one fused pass (r, z, n, h_t; keeps W_hn h + b_hn).
     GRU_ORIG: [r | z] += h_{t-1} [W_hr | W_hz]^T; r, z and rh = r h_{t-1};
@@ -418,23 +595,25 @@ cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt, 
     cdef const floating *wp = <const floating *>cl.wp_hh
     cdef const floating *bias = <const floating *>cl.bias
     cdef floating *aux = <floating *>r.aux
+    cdef Claims cs
     if cl.kind == GRU_CELL:
-        pgemm_gates(tid, nt, own, 0, 3, H, Bt, H, hp, ldhp, wp, G, <floating>0, aux, G, work,
-                    &lo, &hi, s & 1)
-        if lo < hi:
+        claims_start(&cs, r, cl, s, tid, nt, split, s & 1)
+        while next_units(&cs, cl, r, s, True, 0, 3, Bt, H, hp, ldhp, wp, G, <floating>0, aux, G,
+                         work, &lo, &hi):
             gru_fwd(Bt, H, lo, hi, g_t, bias, aux, <const floating *>cl.b_hn, hp, ldhp, h_t,
                     r.ldo, <floating *>r.state + state_row(r, s) * H)
         pad_step(cl, r, s, tid, nt, tag)
         fr_barrier()
         return
-    pgemm_gates(tid, nt, own, 0, 2, H, Bt, H, hp, ldhp, wp, G, <floating>1, g_t, G, work, &lo,
-                &hi, s & 1)
-    if lo < hi:
+    # GRU_ORIG: two rounds, the second reads r h_{t-1} of every unit
+    claims_start(&cs, r, cl, 2 * s, tid, nt, split, s & 1)
+    while next_units(&cs, cl, r, s, True, 0, 2, Bt, H, hp, ldhp, wp, G, <floating>1, g_t, G,
+                     work, &lo, &hi):
         gru_rz(Bt, H, lo, hi, g_t, bias, hp, ldhp, aux)
     fr_barrier()
-    pgemm_gates(tid, nt, own, 2 * H, 1, H, Bt, H, aux, H, wp, G, <floating>1, g_t, G, work,
-                &lo, &hi, s & 1)
-    if lo < hi:
+    claims_start(&cs, r, cl, 2 * s + 1, tid, nt, split, s & 1)
+    while next_units(&cs, cl, r, s, False, 2 * H, 1, Bt, H, aux, H, wp, G, <floating>1, g_t, G,
+                     work, &lo, &hi):
         gru_n(Bt, H, lo, hi, g_t, bias, hp, ldhp, h_t, r.ldo)
     pad_step(cl, r, s, tid, nt, tag)
     fr_barrier()
@@ -583,11 +762,12 @@ cdef inline void *index_buf(object a, str name, Py_ssize_t n) except? NULL:
 
 
 cdef class Buffers:
-    """The work buffers of one pass (Run.gates and .gblk, .state, .aux, .work) or, for
-    backward, of Grad (dr, dhtot, r_all, dgh, drh, rh_all, ones, xp, hp) + .work; made by
-    Kernel.buffers()."""
+    """The work buffers of one pass (Run.gates and .gblk, .state, .aux, .work, and with 2+
+    threads .pk, .pksz, .pkx, .claims) or, for backward, of Grad (dr, dhtot, r_all, dgh, drh,
+    rh_all, ones, xp, hp) + .work; made by Kernel.buffers()."""
     cdef public object gates, state, aux, work, dr, dhtot, r_all, dgh, drh, rh_all, ones, xp, hp
-    cdef public Py_ssize_t T, B, threads, wsz, sblk, gblk
+    cdef public object pk, claims
+    cdef public Py_ssize_t T, B, threads, wsz, sblk, gblk, pksz, pkx
     cdef public bint keep, backward
 
 
@@ -764,6 +944,18 @@ cdef class Kernel:
             return T
         return n
 
+    cdef tuple _pk_sizes(self, Py_ssize_t T, Py_ssize_t B, Py_ssize_t gblk, Py_ssize_t I):
+        """(pkx, pksz) of Run.pk for passes over T steps of B rows (projection blocks of gblk
+        steps, inputs of up to I features): a step's left operand (B rows of P, or of H), then,
+        when claims run the input projection (claims_project), a block's x."""
+        cdef Cell *c = &self.cell
+        cdef Py_ssize_t pkx = (B * max(c.P, c.H) + 15) // 16 * 16, rows = 0
+        if gblk < T:
+            rows = gblk * B
+        elif T * B <= SMALL_ROWS:
+            rows = T * B
+        return pkx, max(16, pkx + (rows * I + 15) // 16 * 16)
+
     cdef Py_ssize_t _bwd_work(self, Py_ssize_t B, Py_ssize_t sblk) noexcept:
         """A backward thread's workspace: the steps' products (B rows) and the weight
         gradients' (at most G rows, K = sblk*B)."""
@@ -796,9 +988,15 @@ cdef class Kernel:
         b.T, b.B, b.threads, b.keep, b.backward = T, B, threads, keep, backward
         b.wsz = self._work_size(T, B, backward, I)
         b.work = aligned_empty(max(1, threads) * b.wsz, dt)
+        b.pk = b.claims = None
+        b.pksz = b.pkx = 0
         if not backward:
             b.gblk = self._gates_block(T, B, keep, max(I, c.I_))
             b.gates = aligned_array((b.gblk * B, G), dt)
+            if threads >= 2:
+                b.pkx, b.pksz = self._pk_sizes(T, B, b.gblk, max(I, c.I_))
+                b.pk = aligned_empty(threads * b.pksz, dt)
+                b.claims = np.zeros(2 * threads * CLAIM_STRIDE, dtype=np.intp)
             b.state = aligned_array(((T if keep else 2) * B if not orig else 0, H), dt)
             b.aux = aligned_array((B, H if lstm or orig else G), dt)
             return b
@@ -854,6 +1052,7 @@ cdef class Kernel:
         r.gates = buf(b.gates, "gates", b.gblk * B, c.G, tn, True)
         rows = 0 if c.kind == GRU_ORIG_CELL else (T if b.keep else 2) * B
         r.state = buf(b.state, "state", rows, H, tn, True)
+        r.pk, r.claims, r.pksz, r.pkx = NULL, NULL, 0, 0
         if final is None:
             r.h_n = r.c_n = r.aux = r.work = NULL
             r.wp_ih = NULL
@@ -866,6 +1065,15 @@ cdef class Kernel:
                              f"per thread, this pass needs {self._work_size(T, B, False, 0)}")
         r.work = buf(b.work, "work", b.threads * b.wsz, -1, tn, True)
         r.wsz = b.wsz
+        if b.pk is not None:
+            pkx, pksz = self._pk_sizes(T, B, b.gblk, c.I_)
+            if b.pkx < pkx or b.pksz - b.pkx < pksz - pkx:
+                raise ValueError(f"buffers were made for a smaller cell: pk of {b.pksz} "
+                                 f"elements per thread (x from {b.pkx}), this pass needs "
+                                 f"{pksz} (x from {pkx})")
+            r.pk = buf(b.pk, "pk", b.threads * b.pksz, -1, tn, True)
+            r.claims = <Py_ssize_t *>index_buf(b.claims, "claims", 2 * b.threads * CLAIM_STRIDE)
+            r.pksz, r.pkx = b.pksz, b.pkx
         if self.wp_ih is None:
             # packed once, then kept: pack() releases the GIL, so install only if no other
             # thread did meanwhile (a running pass keeps reading the installed copy)
@@ -1182,6 +1390,17 @@ def set_isa(name):
     else:
         raise ValueError(f"isa must be one of {sorted(ISA_NAMES)} or 'auto', got {name!r}")
     return fr_isa_name(fr_set_isa(code)).decode()
+
+
+def claim_settings(min_work=None, skew=None):
+    """(claim_min_work, claim_skew) before the call, setting those given (tests; see there)."""
+    global claim_min_work, claim_skew
+    old = (claim_min_work, claim_skew)
+    if min_work is not None:
+        claim_min_work = min_work
+    if skew is not None:
+        claim_skew = skew
+    return old
 
 
 def max_threads():

@@ -4,3 +4,4 @@ cdef extern from "fr_threads.h" nogil:
     int fr_thread_num()
     int fr_num_threads()
     void fr_barrier()
+    Py_ssize_t fr_fetch_inc(Py_ssize_t *p)

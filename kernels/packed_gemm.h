@@ -602,11 +602,40 @@ FRP_API ptrdiff_t fr_packed_work_bound_##SFX(ptrdiff_t M, ptrdiff_t K)          
     w = w > a ? w : a;                                                                             \
     return M > 0 && K > 0 ? (w < M * K ? w : M * K) : 0;                                           \
 }                                                                                                  \
+/* whether frp_gemm packs A (M rows) into its workspace: not for one row of a whole-panel kernel \
+ * (read in place) nor for a single row block of the two-pass AVX2 kernel (packed on the stack) */ \
+FRP_INLINE int frp_packs_a_##SFX(ptrdiff_t M, int mrmax, int whole)                                \
+{                                                                                                  \
+    return !(M == 1 && whole) && !(M <= mrmax && !whole);                                          \
+}                                                                                                  \
+/* the chunks of mc rows that frp_gemm packs A in, for M rows of K */                              \
+FRP_INLINE ptrdiff_t frp_mc_##SFX(ptrdiff_t M, ptrdiff_t K, int mrmax)                             \
+{                                                                                                  \
+    ptrdiff_t mc = FRP_A_BYTES / ((ptrdiff_t)sizeof(real) * K);                                    \
+    return mc < mrmax ? mrmax : mc > M ? M : mc;                                                   \
+}                                                                                                  \
+/* pack the Mc rows m0 .. m0+Mc of A (or of A given transposed, at) into Ap, row blocks of at    \
+ * most mrmax rows, block i0 at Ap + i0 K (k-major within a block) */                            \
+static void frp_pack_chunk_##SFX(ptrdiff_t Mc, int mrmax, ptrdiff_t K, const real *A,              \
+        const ptrdiff_t *arow, ptrdiff_t lda, int at, ptrdiff_t m0, real *Ap)                      \
+{                                                                                                  \
+    ptrdiff_t nb = (Mc + mrmax - 1) / mrmax, mb = Mc / nb, nbig = Mc % nb;                         \
+    if (at) {                                                                                      \
+        frp_pack_at_##SFX(nb, mb, nbig, K, A + m0, lda, K, Ap);                                    \
+        return;                                                                                    \
+    }                                                                                              \
+    for (ptrdiff_t bl = 0, i0 = 0; bl < nb; bl++) {                                                \
+        int mr = (int)(bl < nbig ? mb + 1 : mb);                                                   \
+        frp_pack_a_##SFX(mr, K, A, lda, arow, m0 + i0, 0, Ap + i0 * K);                            \
+        i0 += mr;                                                                                  \
+    }                                                                                              \
+}                                                                                                  \
 /* the products out[0 .. nout) of A (M, K): row i of A at A + arow[i] lda (arow NULL: A + i lda),  \
- * or A given transposed (at: A(i, k) at A[k lda + i]) */                                          \
+ * or A given transposed (at: A(i, k) at A[k lda + i]).  prepacked: `work` already holds A as     \
+ * fr_pack_left leaves it (all chunks, chunk m0 at work + m0 K), so nothing is packed here */     \
 FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const ptrdiff_t *arow,     \
         ptrdiff_t lda, int at, int nout, const frp_out_##SFX *out, real beta, real *work,          \
-        int rev)                                                                                   \
+        int rev, int prepacked)                                                                    \
 {                                                                                                  \
     frp_blk_##SFX blk;                                                                             \
     int mrmax, whole;                                                                              \
@@ -646,26 +675,45 @@ FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const pt
                                  out[u_].C, out[u_].ldc);                                          \
         return;                                                                                    \
     }                                                                                              \
-    ptrdiff_t mc = FRP_A_BYTES / ((ptrdiff_t)sizeof(real) * K);                                    \
-    mc = mc < mrmax ? mrmax : mc > M ? M : mc;                                                     \
-    ptrdiff_t nch = (M + mc - 1) / mc;                                                             \
+    ptrdiff_t nch = (M + frp_mc_##SFX(M, K, mrmax) - 1) / frp_mc_##SFX(M, K, mrmax);                \
     for (ptrdiff_t ch = 0, m0 = 0; ch < nch; ch++) {                                               \
         ptrdiff_t Mc = M / nch + (ch < M % nch);                                                   \
-        ptrdiff_t nb = (Mc + mrmax - 1) / mrmax, mb = Mc / nb, nbig = Mc % nb;                     \
-        if (at) {                                                                                  \
-            frp_pack_at_##SFX(nb, mb, nbig, K, A + m0, lda, K, work);                              \
-        } else {                                                                                   \
-            for (ptrdiff_t bl = 0, i0 = 0; bl < nb; bl++) {                                        \
-                int mr = (int)(bl < nbig ? mb + 1 : mb);                                           \
-                frp_pack_a_##SFX(mr, K, A, lda, arow, m0 + i0, 0, work + i0 * K);                  \
-                i0 += mr;                                                                          \
-            }                                                                                      \
-        }                                                                                          \
+        real *Ap = prepacked ? work + m0 * K : work;                                               \
+        if (!prepacked)                                                                            \
+            frp_pack_chunk_##SFX(Mc, mrmax, K, A, arow, lda, at, m0, Ap);                          \
         FRP_FOR_BLOCKS                                                                             \
-            frp_gemm_chunk_##SFX(blk, mrmax, whole, Mc, a, b, K, work, out[u_].Wp, beta,           \
+            frp_gemm_chunk_##SFX(blk, mrmax, whole, Mc, a, b, K, Ap, out[u_].Wp, beta,             \
                                  out[u_].C + m0 * out[u_].ldc, out[u_].ldc, rev);                  \
         m0 += Mc;                                                                                  \
     }                                                                                              \
+}                                                                                                  \
+/* A (M, K) packed as the products of frp_gemm pack it, all of it (M K elements of Ap; nothing    \
+ * when they read A in place), for fr_gemm_packed_pre: threads that share a step's columns in     \
+ * many small calls pack A once each instead of once per call */                                  \
+FRP_API void fr_pack_left_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, ptrdiff_t lda, real *Ap)  \
+{                                                                                                  \
+    frp_blk_##SFX blk;                                                                             \
+    int mrmax, whole;                                                                              \
+    if (M <= 0 || K <= 0)                                                                          \
+        return;                                                                                    \
+    frp_select_##SFX(M, &blk, &mrmax, &whole);                                                     \
+    if (!frp_packs_a_##SFX(M, mrmax, whole))                                                       \
+        return;                                                                                    \
+    ptrdiff_t nch = (M + frp_mc_##SFX(M, K, mrmax) - 1) / frp_mc_##SFX(M, K, mrmax);                \
+    for (ptrdiff_t ch = 0, m0 = 0; ch < nch; ch++) {                                               \
+        ptrdiff_t Mc = M / nch + (ch < M % nch);                                                   \
+        frp_pack_chunk_##SFX(Mc, mrmax, K, A, NULL, lda, 0, m0, Ap + m0 * K);                      \
+        m0 += Mc;                                                                                  \
+    }                                                                                              \
+}                                                                                                  \
+/* fr_gemm_packed_blocks with A already packed by fr_pack_left(M, K, A, lda, Ap): the same       \
+ * results, to the bit */                                                                          \
+FRP_API void fr_gemm_packed_pre_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t nblk,     \
+        ptrdiff_t bstride, ptrdiff_t K, const real *A, ptrdiff_t lda, const real *Ap,              \
+        const real *Wp, ptrdiff_t N, real beta, real *C, ptrdiff_t ldc, int rev)                   \
+{                                                                                                  \
+    frp_out_##SFX o = {Wp, N, n0 < 0 ? 0 : n0, n1, nblk, bstride, C, ldc};                         \
+    frp_gemm_##SFX(M, K, A, NULL, lda, 0, 1, &o, beta, (real *)Ap, rev, 1);                        \
 }                                                                                                  \
 /* C[:, J] = A W[J]^T + beta C[:, J], A (M, K), W (N, K) packed by fr_pack, for the nblk column    \
  * blocks J = [n0 + q bstride, n1 + q bstride) clipped to N (the gate blocks of some hidden        \
@@ -677,7 +725,7 @@ FRP_API void fr_gemm_packed_blocks_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1
         const real *Wp, ptrdiff_t N, real beta, real *C, ptrdiff_t ldc, real *work, int rev)       \
 {                                                                                                  \
     frp_out_##SFX o = {Wp, N, n0 < 0 ? 0 : n0, n1, nblk, bstride, C, ldc};                         \
-    frp_gemm_##SFX(M, K, A, arow, lda, 0, 1, &o, beta, work, rev);                                 \
+    frp_gemm_##SFX(M, K, A, arow, lda, 0, 1, &o, beta, work, rev, 0);                              \
 }                                                                                                  \
 /* C = A W^T (M, N) (+ C when add) and, when W2p is not NULL, C2 = A W2^T (M, N2) (+ C2), with     \
  * A (M, K) given transposed, as At (K, M) with row stride ldat, and packed once for both: sums    \
@@ -688,7 +736,7 @@ FRP_API void fr_gemm_packed_at_##SFX(ptrdiff_t M, ptrdiff_t K, const real *At, p
         real *C2, ptrdiff_t ldc2, int add, real *work)                                             \
 {                                                                                                  \
     frp_out_##SFX o[FRP_NOUT] = {{Wp, N, 0, N, 1, 0, C, ldc}, {W2p, N2, 0, N2, 1, 0, C2, ldc2}};   \
-    frp_gemm_##SFX(M, K, At, NULL, ldat, 1, W2p != NULL ? 2 : 1, o, add ? 1 : 0, work, 0);         \
+    frp_gemm_##SFX(M, K, At, NULL, ldat, 1, W2p != NULL ? 2 : 1, o, add ? 1 : 0, work, 0, 0);       \
 }                                                                                                  \
 /* one block: columns [n0, n1) */                                                                  \
 FRP_API void fr_gemm_packed_rows_##SFX(ptrdiff_t M, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,       \

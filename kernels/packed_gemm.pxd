@@ -53,3 +53,16 @@ cdef extern from "packed_gemm.h" nogil:
                                const double *Wp, Py_ssize_t N, double *C, Py_ssize_t ldc,
                                const double *W2p, Py_ssize_t N2, double *C2, Py_ssize_t ldc2,
                                bint add, double *work)
+    # A (M, K) packed once (M * K elements of Ap) for many fr_gemm_packed_pre calls, which
+    # compute what fr_gemm_packed_blocks does with that A (the same results, to the bit)
+    void fr_pack_left_f32(Py_ssize_t M, Py_ssize_t K, const float *A, Py_ssize_t lda, float *Ap)
+    void fr_pack_left_f64(Py_ssize_t M, Py_ssize_t K, const double *A, Py_ssize_t lda,
+                          double *Ap)
+    void fr_gemm_packed_pre_f32(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t nblk,
+                                Py_ssize_t bstride, Py_ssize_t K, const float *A,
+                                Py_ssize_t lda, const float *Ap, const float *Wp, Py_ssize_t N,
+                                float beta, float *C, Py_ssize_t ldc, bint rev)
+    void fr_gemm_packed_pre_f64(Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t nblk,
+                                Py_ssize_t bstride, Py_ssize_t K, const double *A,
+                                Py_ssize_t lda, const double *Ap, const double *Wp,
+                                Py_ssize_t N, double beta, double *C, Py_ssize_t ldc, bint rev)

@@ -45,6 +45,13 @@ cdef struct Run:
     void *work           # per-thread packed-GEMM workspaces, wsz elements each
     Py_ssize_t wsz
     const void *wp_ih    # packed W_ih (G, I) for the input projection (forward)
+    # steps split in claimed chunks of hidden units (see _kernels.pyx, "Claims"): per-thread
+    # space for pre-packed left operands, pksz elements each (h_{t-1} or r h from 0, the input
+    # projection's x block from pkx), NULL when the buffers have none; the claim counters
+    # (2 * threads * CLAIM_STRIDE), zeroed by each pass
+    void *pk
+    Py_ssize_t pksz, pkx
+    Py_ssize_t *claims
     # variable lengths (NULL: every sequence runs all T steps).  The batch is sorted by length,
     # longest first, so the rows still running at time index t are the first nact[t] (nact: T
     # entries, non-increasing, nact[0] == B); padding rows get no arithmetic.

@@ -3,7 +3,8 @@
 The thread split is forced on small models (the size threshold is lowered) with odd sizes, so
 that column chunks end inside packing panels and hidden-unit chunks are uneven; and with hidden
 sizes that split into whole panels per thread (64 on 2 threads, 96 on 3), where each thread
-computes the gate columns of its own hidden units (kernels/rnn_common.pxd, pgemm_gates).
+computes the gate columns of its own hidden units (kernels/rnn_common.pxd, pgemm_gates), or
+claims chunks of them (kernels/_kernels.pyx, "claims").
 """
 import os
 import subprocess
@@ -12,7 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import (assert_tree_close, import_fusedrnn, layer_cfg, layer_data, ref_layer)
+from conftest import (assert_tree_close, flatten, import_fusedrnn, layer_cfg, layer_data,
+                      ref_layer)
 
 fusedrnn = import_fusedrnn()
 from fusedrnn import _threads  # noqa: E402
@@ -188,3 +190,84 @@ def test_short_calls_on_threads(forced_threads, rng, threads, H, kind, T):
     assert_tree_close(got, expected, np.float32)
     fusedrnn.set_num_threads(1)
     assert_tree_close(got, model(x, hx), np.float32)
+
+
+@pytest.fixture
+def claims():
+    """Steps of any size split in claimed chunks (kernels/_kernels.pyx, claim_settings);
+    the defaults again after."""
+    from fusedrnn import _kernels
+    old = _kernels.claim_settings(min_work=0)
+    yield _kernels
+    _kernels.claim_settings(*old)
+
+
+CLAIM_CASES = [  # I, H, T, B, layers, bidirectional, variable lengths, threads
+    (9, 64, 6, 64, 1, False, False, 2),     # projection by blocks of 4 steps, in the chunks
+    (9, 96, 6, 64, 1, False, False, 3),
+    (7, 64, 3, 1, 1, False, False, 2),      # 3 rows: a short call's projection in the chunks
+    (7, 96, 1, 1, 1, False, False, 3),
+    (16, 64, 5, 5, 2, True, True, 2),       # stacked, both directions, variable lengths
+    (16, 64, 5, 5, 2, True, False, 4),      # directions together, 2 threads each
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "gru_orig"])
+@pytest.mark.parametrize("I, H, T, B, num_layers, bidirectional, lengths, threads", CLAIM_CASES,
+                         ids=str)
+def test_claimed_chunks(forced_threads, claims, isa_path, rng, dtype, kind, I, H, T, B,
+                        num_layers, bidirectional, lengths, threads):
+    """Threads that claim chunks of a step's hidden units (their own first, then the others'),
+    in inference and in training's forward: the same results, to the bit, as one thread,
+    whichever thread computes a chunk (claim_skew: each thread first claims another's chunks),
+    on every SIMD path; and the reference's, and one thread's gradients."""
+    base = "gru" if kind.startswith("gru") else "lstm"
+    cfg = layer_cfg(I, H, num_layers=num_layers, bidirectional=bidirectional,
+                    proj_size=5 if kind == "lstm_proj" else 0)
+    cls = fusedrnn.LSTM if base == "lstm" else fusedrnn.GRU
+    extra = {"reset_after": kind == "gru"} if base == "gru" else {}
+    model = cls(dtype=dtype, seed=4, **cfg, **extra)
+    x, hx = layer_data(rng, base, cfg, T, B, hx=True, dtype=dtype)
+    lens = None
+    if lengths:
+        lens = rng.integers(1, T + 1, B)
+        lens[0] = T
+    fusedrnn.set_num_threads(1)
+    want = model(x, hx, lengths=lens)
+    out1, hn1, tape = model.forward_train(x, hx, lengths=lens)
+    d_out = np.linspace(-1, 1, out1.size).reshape(out1.shape).astype(dtype)
+    grads1 = model.backward(tape, d_out)
+    assert_tree_close(want, ref_layer(base, model.state_dict(), x, hx, cfg,
+                                      reset_after=kind != "gru_orig", lengths=lens), dtype)
+    fusedrnn.set_num_threads(threads)
+    for skew in range(threads):
+        claims.claim_settings(skew=skew)
+        got = model(x, hx, lengths=lens)
+        if lens is None:        # the counters of the inference buffers were used
+            layers = model._engine._inference(T, B, None)[2]
+            assert all(b.claims is not None and b.claims.any() for _, bufs in layers
+                       for b in bufs)
+        out, hn, tape = model.forward_train(x, hx, lengths=lens)
+        for a, b in zip(flatten(want) + flatten((out1, hn1)), flatten(got) + flatten((out, hn))):
+            np.testing.assert_array_equal(b, a)
+        grads = model.backward(tape, d_out)
+        assert_tree_close(grads[:2], grads1[:2], dtype)
+        for name in grads1[2]:
+            assert_tree_close(grads[2][name], grads1[2][name], dtype, what=name)
+
+
+def test_claims_need_room():
+    """Buffers whose space for pre-packed operands is too small for a pass are refused."""
+    from fusedrnn import _kernels
+    model = fusedrnn.LSTM(8, 64, seed=0)
+    k = model._engine.kernel(0, 0)
+    b = k.buffers(6, 64, 2)
+    assert b.pk is not None and b.claims.shape == (2 * 2 * 8,)
+    b.pkx = 16
+    x = np.zeros((6 * 64, 8), np.float32)
+    out = np.zeros((6 * 64, 64), np.float32)
+    h = np.zeros((64, 64), np.float32)
+    with pytest.raises(ValueError, match="pk of"):
+        k.forward(b, x, out, 0, (h, h), (h.copy(), h.copy()), False, 2)
+    assert _kernels.claim_settings()[0] == 1 << 21
