@@ -35,11 +35,9 @@ from fr_threads cimport (fr_omp_max_threads, fr_thread_num, fr_num_threads, fr_b
 from packed_gemm cimport (fr_packed_size_f32, fr_packed_size_f64, fr_packed_work_size_f32,
                           fr_packed_work_size_f64, fr_packed_work_bound_f32,
                           fr_packed_work_bound_f64, fr_gemm_packed_blocks_f32,
-                          fr_gemm_packed_blocks_f64, fr_rev_bytes, fr_packed_nr,
-                          fr_pack_left_f32, fr_pack_left_f64, fr_gemm_packed_pre_f32,
-                          fr_gemm_packed_pre_f64)
+                          fr_gemm_packed_blocks_f64, fr_rev_bytes, fr_packed_nr)
 from rnn_common cimport (pack_weights, pgemm_cols, pgemm_rows, pgemm_steps, unit_chunk,
-                         pgemm_gates, units_split, chunk_lo,
+                         pgemm_gates, units_split, chunk_lo, pgemm_prepacked,
                          rows_gemm, grad_gemm, pack_rows, pack_hprev, grad_packed,
                          colsum_rows, zero_rows)
 from gate_passes cimport (lstm_fwd, lstm_bwd, gru_fwd, gru_rz, gru_n, gru_bwd, gru_bwd1,
@@ -234,26 +232,6 @@ cdef inline bint claim_next(Claims *cs, Py_ssize_t H, Py_ssize_t *lo,
     return False
 
 
-cdef inline void claim_product(Claims *cs, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n0,
-                               Py_ssize_t ngates, Py_ssize_t H, Py_ssize_t M, Py_ssize_t K,
-                               const floating *A, Py_ssize_t lda, const floating *Wp,
-                               Py_ssize_t N, floating beta, floating *C, Py_ssize_t ldc,
-                               bint rev) noexcept nogil:
-    """pgemm_units of a claimed chunk, A packed once per round into the thread's apk."""
-    cdef floating *Ap = <floating *>cs.apk
-    if floating is float:
-        if not cs.packed:
-            fr_pack_left_f32(M, K, A, lda, Ap)
-        fr_gemm_packed_pre_f32(M, n0 + lo, n0 + hi, ngates, H, K, A, lda, Ap, Wp, N, beta, C,
-                               ldc, rev)
-    else:
-        if not cs.packed:
-            fr_pack_left_f64(M, K, A, lda, Ap)
-        fr_gemm_packed_pre_f64(M, n0 + lo, n0 + hi, ngates, H, K, A, lda, Ap, Wp, N, beta, C,
-                               ldc, rev)
-    cs.packed = True
-
-
 cdef inline bint claims_project(const Run *r) noexcept nogil:
     """Whether the claimed chunks run the input projection (of their units, at a block's first
     step): where project() would split it by own units without a barrier."""
@@ -265,19 +243,9 @@ cdef inline void claim_project(Claims *cs, const Cell *cl, const Run *r, Py_ssiz
     """At the first step s of a block (claims_project): gates = x W_ih^T for the block's
     rows and the gate columns of units [lo, hi); the x block packed once per thread (xpk)."""
     cdef Py_ssize_t n = min(r.gblk, r.T - s), B = r.B, G = cl.G, I = cl.I_
-    cdef const floating *x = <const floating *>r.x + block_time(r, s) * B * I
-    cdef floating *xp = <floating *>cs.xpk
-    if floating is float:
-        if not cs.xpacked:
-            fr_pack_left_f32(n * B, I, x, I, xp)
-        fr_gemm_packed_pre_f32(n * B, lo, hi, G // cl.H, cl.H, I, x, I, xp,
-                               <const floating *>r.wp_ih, G, 0, <floating *>r.gates, G, False)
-    else:
-        if not cs.xpacked:
-            fr_pack_left_f64(n * B, I, x, I, xp)
-        fr_gemm_packed_pre_f64(n * B, lo, hi, G // cl.H, cl.H, I, x, I, xp,
-                               <const floating *>r.wp_ih, G, 0, <floating *>r.gates, G, False)
-    cs.xpacked = True
+    pgemm_prepacked(&cs.xpacked, n * B, lo, hi, G // cl.H, cl.H, I,
+                    <const floating *>r.x + block_time(r, s) * B * I, I, <floating *>cs.xpk,
+                    <const floating *>r.wp_ih, G, <floating>0, <floating *>r.gates, G, False)
 
 
 cdef inline bint next_units(Claims *cs, const Cell *cl, const Run *r, Py_ssize_t s, bint proj,
@@ -301,7 +269,8 @@ cdef inline bint next_units(Claims *cs, const Cell *cl, const Run *r, Py_ssize_t
         return False
     if proj and s % r.gblk == 0 and claims_project(r):
         claim_project(cs, cl, r, s, lo[0], hi[0], C)
-    claim_product(cs, lo[0], hi[0], n0, ngates, cl.H, M, K, A, lda, Wp, N, beta, C, ldc, cs.rev)
+    pgemm_prepacked(&cs.packed, M, n0 + lo[0], n0 + hi[0], ngates, cl.H, K, A, lda,
+                    <floating *>cs.apk, Wp, N, beta, C, ldc, cs.rev)
     return True
 
 

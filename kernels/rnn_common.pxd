@@ -20,7 +20,9 @@ from packed_gemm cimport (fr_packed_nr, fr_pack_f32, fr_pack_f64, fr_pack_trans_
                           fr_pack_trans_f64, fr_pack_trans_rows_f32, fr_pack_trans_rows_f64,
                           fr_gemm_packed_at_f32, fr_gemm_packed_at_f64,
                           fr_gemm_packed_rows_f32, fr_gemm_packed_rows_f64,
-                          fr_gemm_packed_blocks_f32, fr_gemm_packed_blocks_f64)
+                          fr_gemm_packed_blocks_f32, fr_gemm_packed_blocks_f64,
+                          fr_pack_left_f32, fr_pack_left_f64, fr_gemm_packed_pre_f32,
+                          fr_gemm_packed_pre_f64)
 from libc.string cimport memset
 
 
@@ -118,6 +120,25 @@ cdef inline void pgemm_units(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n0, Py_ssi
     else:
         fr_gemm_packed_blocks_f64(M, n0 + lo, n0 + hi, ngates, H, K, A, NULL, lda, Wp, N, beta,
                                   C, ldc, work, rev)
+
+
+cdef inline void pgemm_prepacked(bint *packed, Py_ssize_t M, Py_ssize_t n0, Py_ssize_t n1,
+                                 Py_ssize_t nblk, Py_ssize_t bstride, Py_ssize_t K,
+                                 const floating *A, Py_ssize_t lda, floating *Ap,
+                                 const floating *Wp, Py_ssize_t N, floating beta, floating *C,
+                                 Py_ssize_t ldc, bint rev) noexcept nogil:
+    """fr_gemm_packed_blocks' columns [n0 + q bstride, n1 + q bstride), q < nblk, of C = A W^T
+    + beta C, with A packed into Ap (M * K elements) first unless `packed` says it already is
+    (then True): a thread's many small products of one step on one A pack it once."""
+    if floating is float:
+        if not packed[0]:
+            fr_pack_left_f32(M, K, A, lda, Ap)
+        fr_gemm_packed_pre_f32(M, n0, n1, nblk, bstride, K, A, lda, Ap, Wp, N, beta, C, ldc, rev)
+    else:
+        if not packed[0]:
+            fr_pack_left_f64(M, K, A, lda, Ap)
+        fr_gemm_packed_pre_f64(M, n0, n1, nblk, bstride, K, A, lda, Ap, Wp, N, beta, C, ldc, rev)
+    packed[0] = True
 
 
 cdef inline void pgemm_rows(Py_ssize_t c, Py_ssize_t nc, Py_ssize_t M, Py_ssize_t N,
