@@ -232,10 +232,26 @@ cdef inline bint claim_next(Claims *cs, Py_ssize_t H, Py_ssize_t *lo,
     return False
 
 
+cdef inline Py_ssize_t claim_x_rows(Py_ssize_t T, Py_ssize_t B, Py_ssize_t gblk) noexcept nogil:
+    """Rows of x that a claimed chunk projects at a block's first step, in a pass over T steps
+    of B rows in blocks of gblk steps: a block's, or all of a short call's (at most
+    SMALL_ROWS); 0 when the whole sequence is one product instead (Run.pk holds that many rows
+    of x per thread)."""
+    if gblk < T:
+        return gblk * B
+    return T * B if T * B <= SMALL_ROWS else 0
+
+
 cdef inline bint claims_project(const Run *r) noexcept nogil:
     """Whether the claimed chunks run the input projection (of their units, at a block's first
     step): where project() would split it by own units without a barrier."""
-    return r.nact == NULL and (r.gblk < r.T or r.T * r.B <= SMALL_ROWS)
+    return r.nact == NULL and claim_x_rows(r.T, r.B, r.gblk) > 0
+
+
+cdef inline Py_ssize_t claim_counters(Py_ssize_t threads) noexcept nogil:
+    """Entries of Run.claims for a team of up to `threads`: two rounds' counters per thread,
+    CLAIM_STRIDE apart."""
+    return 2 * threads * CLAIM_STRIDE
 
 
 cdef inline void claim_project(Claims *cs, const Cell *cl, const Run *r, Py_ssize_t s,
@@ -368,7 +384,7 @@ cdef void run_forward(const Cell **cells, const Run **runs, int n, int threads) 
         return
     for k in range(n):
         if runs[k].claims != NULL:
-            memset(runs[k].claims, 0, 2 * threads * CLAIM_STRIDE * sizeof(Py_ssize_t))
+            memset(runs[k].claims, 0, claim_counters(threads) * sizeof(Py_ssize_t))
     with parallel(num_threads=threads):
         tid = fr_thread_num()
         nt = fr_num_threads()
@@ -918,12 +934,8 @@ cdef class Kernel:
         steps, inputs of up to I features): a step's left operand (B rows of P, or of H), then,
         when claims run the input projection (claims_project), a block's x."""
         cdef Cell *c = &self.cell
-        cdef Py_ssize_t pkx = (B * max(c.P, c.H) + 15) // 16 * 16, rows = 0
-        if gblk < T:
-            rows = gblk * B
-        elif T * B <= SMALL_ROWS:
-            rows = T * B
-        return pkx, max(16, pkx + (rows * I + 15) // 16 * 16)
+        cdef Py_ssize_t pkx = (B * max(c.P, c.H) + 15) // 16 * 16
+        return pkx, max(16, pkx + (claim_x_rows(T, B, gblk) * I + 15) // 16 * 16)
 
     cdef Py_ssize_t _bwd_work(self, Py_ssize_t B, Py_ssize_t sblk) noexcept:
         """A backward thread's workspace: the steps' products (B rows) and the weight
@@ -965,7 +977,7 @@ cdef class Kernel:
             if threads >= 2:
                 b.pkx, b.pksz = self._pk_sizes(T, B, b.gblk, max(I, c.I_))
                 b.pk = aligned_empty(threads * b.pksz, dt)
-                b.claims = np.zeros(2 * threads * CLAIM_STRIDE, dtype=np.intp)
+                b.claims = np.zeros(claim_counters(threads), dtype=np.intp)
             b.state = aligned_array(((T if keep else 2) * B if not orig else 0, H), dt)
             b.aux = aligned_array((B, H if lstm or orig else G), dt)
             return b
@@ -1041,7 +1053,7 @@ cdef class Kernel:
                                  f"elements per thread (x from {b.pkx}), this pass needs "
                                  f"{pksz} (x from {pkx})")
             r.pk = buf(b.pk, "pk", b.threads * b.pksz, -1, tn, True)
-            r.claims = <Py_ssize_t *>index_buf(b.claims, "claims", 2 * b.threads * CLAIM_STRIDE)
+            r.claims = <Py_ssize_t *>index_buf(b.claims, "claims", claim_counters(b.threads))
             r.pksz, r.pkx = b.pksz, b.pkx
         if self.wp_ih is None:
             # packed once, then kept: pack() releases the GIL, so install only if no other
