@@ -36,9 +36,11 @@ def test_gemm_memview_beta0_ignores_nan_in_c():
     np.testing.assert_array_equal(C, 3.0)
 
 
-# M x K x itemsize > 1 MiB takes the multi-chunk branch of packed_gemm.h (FRP_A_BYTES)
+# M x K x itemsize > 1 MiB takes the multi-chunk branch of packed_gemm.h (FRP_A_BYTES); K > 1024
+# several k-blocks for float32 too (FRP_KC_F32), through the chunk (20 rows) and, on the AVX2
+# path, the stack (5 rows) branch
 PACKED_SHAPES = [(1, 1, 1), (1, 256, 1024), (2, 33, 31), (5, 300, 100), (13, 64, 97),
-                 (40, 7, 64), (600, 600, 40), (1200, 300, 33)]
+                 (40, 7, 64), (600, 600, 40), (1200, 300, 33), (20, 1100, 40), (5, 1100, 40)]
 
 
 @pytest.mark.usefixtures("isa_path")
