@@ -230,9 +230,16 @@ def test_best_of_runs_takes_each_implementations_lowest_median(tmp_path, capsys)
     entry = rows[("lstm T100 B1 H8", 1)]
     assert entry["best"] == {"fusedrnn": 10.0, "torch": 15.0, "ort": 1.0}
     assert mod.ratios(entry) == {"torch": 1.5, "ort": 0.1}
+    # each run's own ratios (both ok in that run), their median: torch 2.0 and 1.25, ort 0.1
+    assert entry["run_ratios"] == {"torch": [2.0, 1.25], "ort": [0.1]}
+    assert mod.run_ratios(entry) == {"torch": 1.625, "ort": 0.1}
     mod.main(paths)
     out = capsys.readouterr().out
     assert "forward rows       vs torch: geomean 1.50x" in out
+    best, median = out.split("median of the runs' own ratios:")
+    assert "forward rows       vs torch: geomean 1.62x" in median
+    assert "below 1.0x: lstm T100 B1 H8, 1 thread(s), vs ort: median 0.10x of 0.10x" in median
+    assert "below 1.0x" not in best and "vs torch: median" not in median
     # % stream and % floor: the runs' lowest bounds (3.0, 8.0 ms) over the lowest median
     assert "| vs ort | % stream | % floor |" in out
     assert "| lstm T100 B1 H8 | 10 | 15 | 1 | 1.50x | 0.10x | 30% | 80% |" in out

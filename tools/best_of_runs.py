@@ -6,6 +6,9 @@ the other, so one slow phase can land on one implementation only. This script ta
 row (configuration and thread count) and every implementation, the lowest of the runs' medians,
 the same rule for every implementation, recomputes the ratios fusedrnn / peer from those, and
 prints the geometric means of the issue-7 targets and one markdown table per row kind.
+The best-of rule can pair one implementation's luckiest run with another's ordinary one; so the
+same summary follows for the median, per row, of each run's own ratio (peer and fusedrnn timed
+in the same run), with the rows whose median is below 1.0x.
 Batch-1 rows also get "% stream" and "% floor" (see fusedrnn.bench.measure) from the lowest
 bound of the runs (their best measured ceilings) over fusedrnn's lowest median: the strictest
 of the runs' figures.
@@ -14,6 +17,7 @@ of the runs' figures.
 """
 import json
 import math
+import statistics
 import sys
 from collections import OrderedDict
 
@@ -30,8 +34,14 @@ def combine(paths):
         for r in data["rows"]:
             key = (r["config"], r["threads"])
             entry = rows.setdefault(key, dict(kind=r["kind"], params=r.get("params", {}),
-                                              best={}, runs=0))
+                                              best={}, runs=0, run_ratios={}))
             entry["runs"] += 1
+            ok = {impl: res["median_ms"] for impl, res in r.get("results", {}).items()
+                  if res.get("status") == "ok"}
+            if "fusedrnn" in ok:
+                for p in PEERS + ("padded",):
+                    if p in ok:
+                        entry["run_ratios"].setdefault(p, []).append(ok[p] / ok["fusedrnn"])
             for key in ("stream_bound_ms", "floor_ms"):
                 if key in r:
                     entry[key] = min(r[key], entry.get(key, math.inf))
@@ -54,22 +64,40 @@ def ratios(entry):
     return {p: best[p] / fr for p in PEERS + ("padded",) if p in best}
 
 
-def main(paths):
-    rows = combine(paths)
-    threads = sorted({t for _, t in rows})
-    print(f"best of {len(paths)} runs: {', '.join(paths)}\n")
+def run_ratios(entry):
+    """peer -> the median of the runs' own ratios peer / fusedrnn (runs where both are ok)."""
+    return {p: statistics.median(v) for p, v in entry["run_ratios"].items()}
+
+
+def summary(rows, threads, rowratios):
+    """The geometric means of the issue-7 targets, rowratios(entry) -> {peer: ratio}."""
     for th in threads:
         sel = [(k, e) for k, e in rows.items() if k[1] == th]
         for peer in ("torch", "ort"):
             for kinds, label in ((("forward",), "forward rows"), (INFERENCE, "all inference rows"),
                                  (("cell", "stream", "call"), "latency rows"),
                                  (("train",), "training rows")):
-                v = [r[peer] for r in (ratios(e) for _, e in sel if e["kind"] in kinds)
+                v = [r[peer] for r in (rowratios(e) for _, e in sel if e["kind"] in kinds)
                      if peer in r]
                 if v:
                     print(f"{th} thread(s), {label:18s} vs {peer:5s}: geomean {geomean(v):.2f}x, "
                           f"min {min(v):.2f}x, >= 1.0 in {sum(x >= 1 for x in v)}/{len(v)}")
         print()
+
+
+def main(paths):
+    rows = combine(paths)
+    threads = sorted({t for _, t in rows})
+    print(f"best of {len(paths)} runs: {', '.join(paths)}\n")
+    summary(rows, threads, ratios)
+    print("median of the runs' own ratios:\n")
+    summary(rows, threads, run_ratios)
+    for (config, th), e in rows.items():
+        for p, m in run_ratios(e).items():
+            if p in ("torch", "ort") and m < 1:
+                print(f"below 1.0x: {config}, {th} thread(s), vs {p}: median {m:.2f}x of "
+                      + ", ".join(f"{x:.2f}x" for x in e["run_ratios"][p]))
+    print()
     for kind in ("forward", "train", "cell", "stream", "call", "lengths"):
         for th in threads:
             sel = [(k, e) for k, e in rows.items() if k[1] == th and e["kind"] == kind]
