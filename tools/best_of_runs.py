@@ -26,7 +26,8 @@ INFERENCE = ("forward", "cell", "stream", "call", "lengths")
 
 
 def combine(paths):
-    """-> OrderedDict (config, threads) -> {"kind", "params", "flops", "best": {impl: ms}}."""
+    """-> OrderedDict (config, threads) -> {"kind", "params", "best": {impl: ms}, "runs",
+    "run_ratios": {peer: [peer / fusedrnn of each run where both are ok]}}."""
     rows = OrderedDict()
     for path in paths:
         with open(path) as f:
@@ -45,10 +46,8 @@ def combine(paths):
             for key in ("stream_bound_ms", "floor_ms"):
                 if key in r:
                     entry[key] = min(r[key], entry.get(key, math.inf))
-            for impl, res in r.get("results", {}).items():
-                if res.get("status") == "ok":
-                    ms = res["median_ms"]
-                    entry["best"][impl] = min(ms, entry["best"].get(impl, math.inf))
+            for impl, ms in ok.items():
+                entry["best"][impl] = min(ms, entry["best"].get(impl, math.inf))
     return rows
 
 
