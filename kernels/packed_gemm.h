@@ -606,6 +606,14 @@ FRP_DEFINE_OUT(f64, double)
                                ? out[u_].N : out[u_].n1 + q_ * out[u_].bstride,                    \
                            once_ = 0; !once_ && a < b; once_ = 1)
 
+/* loop over the chunks of A's M rows that frp_gemm packs and multiplies one at a time (balanced,
+ * frp_nch of them): chunk of rows [m0, m0 + Mc).  The one rule for frp_gemm and fr_pack_left,
+ * whose layouts must agree */
+#define FRP_FOR_CHUNKS(SFX, M, K, mrmax)                                                           \
+    for (ptrdiff_t nch_ = frp_nch_##SFX(M, K, mrmax), ch_ = 0, m0 = 0,                             \
+                   Mc = M / nch_ + (M % nch_ > 0);                                                 \
+         ch_ < nch_; m0 += Mc, ch_++, Mc = M / nch_ + (ch_ < M % nch_))
+
 #define FRP_DEFINE_GEMM(SFX, real)                                                                 \
 FRP_API ptrdiff_t fr_packed_work_size_##SFX(ptrdiff_t M, ptrdiff_t K)                              \
 {                                                                                                  \
@@ -628,11 +636,13 @@ FRP_INLINE int frp_packs_a_##SFX(ptrdiff_t M, int mrmax, int whole)             
 {                                                                                                  \
     return !(M == 1 && whole) && !(M <= mrmax && !whole);                                          \
 }                                                                                                  \
-/* the chunks of mc rows that frp_gemm packs A in, for M rows of K */                              \
-FRP_INLINE ptrdiff_t frp_mc_##SFX(ptrdiff_t M, ptrdiff_t K, int mrmax)                             \
+/* the number of chunks (of at most mc rows, FRP_A_BYTES) that frp_gemm packs A's M rows of K in   \
+ * (FRP_FOR_CHUNKS walks them) */                                                                  \
+FRP_INLINE ptrdiff_t frp_nch_##SFX(ptrdiff_t M, ptrdiff_t K, int mrmax)                            \
 {                                                                                                  \
     ptrdiff_t mc = FRP_A_BYTES / ((ptrdiff_t)sizeof(real) * K);                                    \
-    return mc < mrmax ? mrmax : mc > M ? M : mc;                                                   \
+    mc = mc < mrmax ? mrmax : mc > M ? M : mc;                                                     \
+    return (M + mc - 1) / mc;                                                                      \
 }                                                                                                  \
 /* pack the Mc rows m0 .. m0+Mc of A (or of A given transposed, at) into Ap, row blocks of at    \
  * most mrmax rows, block i0 at Ap + i0 K (k-major within a block) */                            \
@@ -695,16 +705,13 @@ FRP_INLINE void frp_gemm_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, const pt
                                  out[u_].C, out[u_].ldc);                                          \
         return;                                                                                    \
     }                                                                                              \
-    ptrdiff_t nch = (M + frp_mc_##SFX(M, K, mrmax) - 1) / frp_mc_##SFX(M, K, mrmax);                \
-    for (ptrdiff_t ch = 0, m0 = 0; ch < nch; ch++) {                                               \
-        ptrdiff_t Mc = M / nch + (ch < M % nch);                                                   \
+    FRP_FOR_CHUNKS(SFX, M, K, mrmax) {                                                             \
         real *Ap = prepacked ? work + m0 * K : work;                                               \
         if (!prepacked)                                                                            \
             frp_pack_chunk_##SFX(Mc, mrmax, K, A, arow, lda, at, m0, Ap);                          \
         FRP_FOR_BLOCKS                                                                             \
             frp_gemm_chunk_##SFX(blk, mrmax, whole, Mc, a, b, K, Ap, out[u_].Wp, beta,             \
                                  out[u_].C + m0 * out[u_].ldc, out[u_].ldc, rev);                  \
-        m0 += Mc;                                                                                  \
     }                                                                                              \
 }                                                                                                  \
 /* A (M, K) packed as the products of frp_gemm pack it, all of it (M K elements of Ap; nothing    \
@@ -719,12 +726,8 @@ FRP_API void fr_pack_left_##SFX(ptrdiff_t M, ptrdiff_t K, const real *A, ptrdiff
     frp_select_##SFX(M, &blk, &mrmax, &whole);                                                     \
     if (!frp_packs_a_##SFX(M, mrmax, whole))                                                       \
         return;                                                                                    \
-    ptrdiff_t nch = (M + frp_mc_##SFX(M, K, mrmax) - 1) / frp_mc_##SFX(M, K, mrmax);                \
-    for (ptrdiff_t ch = 0, m0 = 0; ch < nch; ch++) {                                               \
-        ptrdiff_t Mc = M / nch + (ch < M % nch);                                                   \
+    FRP_FOR_CHUNKS(SFX, M, K, mrmax)                                                               \
         frp_pack_chunk_##SFX(Mc, mrmax, K, A, NULL, lda, 0, m0, Ap + m0 * K);                      \
-        m0 += Mc;                                                                                  \
-    }                                                                                              \
 }                                                                                                  \
 /* fr_gemm_packed_blocks with A already packed by fr_pack_left(M, K, A, lda, Ap): the same       \
  * results, to the bit */                                                                          \
