@@ -243,3 +243,27 @@ def test_best_of_runs_takes_each_implementations_lowest_median(tmp_path, capsys)
     # % stream and % floor: the runs' lowest bounds (3.0, 8.0 ms) over the lowest median
     assert "| vs ort | % stream | % floor |" in out
     assert "| lstm T100 B1 H8 | 10 | 15 | 1 | 1.50x | 0.10x | 30% | 80% |" in out
+
+
+def test_timing_rounds_interleave_the_implementations(monkeypatch):
+    """Each implementation is timed in ROUNDS blocks, one per round, the order rotating, so a
+    slow spell of the host falls on all of a row's implementations alike."""
+    import time
+    from fusedrnn.bench import measure
+    monkeypatch.setattr(measure, "PAUSE", 0.0)
+    calls = []
+
+    def runner(name):
+        def call():
+            calls.append(name)
+            time.sleep(2e-3)            # longer than MIN_SAMPLE: one call per sample
+        return call
+
+    impls = ["a", "b", "c"]
+    times = measure._time_rounds({i: runner(i) for i in impls}, impls, budget=0.0,
+                                 min_reps=3, max_reps=3)
+    assert measure.ROUNDS == 3
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert {i: len(t) for i, t in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(t >= 2e-3 for ts in times.values() for t in ts)
+    assert measure._time_rounds({}, [], 1.0, 3, 3) == {}

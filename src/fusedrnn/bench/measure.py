@@ -3,8 +3,14 @@ thread count, and set fusedrnn's times against the machine's ceilings measured i
 
 - Outputs verified before timing: every implementation is run once and compared with a float64
   ground truth (``peers.reference``) on every thread count. One that disagrees is reported as
-  MISMATCH and not timed. Each implementation is timed in its own block after a warm-up call,
-  so thread pools left spinning by one library do not slow down the next one.
+  MISMATCH and not timed.
+- Timed in rounds: the budget of each implementation is cut into ROUNDS blocks, and each round
+  times every implementation in its own block (after a warm-up call and a pause, so that thread
+  pools left spinning by one library do not slow down the next one), the order rotating from
+  round to round.  A row's median is over all its calls.  So a slow spell of the host (another
+  guest, a slowed core: seconds, on the 2-core VMs measured here) falls on every implementation
+  of the row alike instead of on the one whose single block it hit, and the ratios of one run
+  hold.
 - GFLOP/s and % peak: FLOPs are counted from the GEMMs only (``configs.flops``; a ``lengths``
   row counts its valid steps only) and set against the SGEMM (DGEMM for float64 rows) peak of
   NumPy's BLAS, same threads.
@@ -44,6 +50,8 @@ from .timing import (cpu_busy, cpu_sample, log, measure_gemm_peak, measure_read_
 
 BUSY_THRESHOLD = 0.15   # a row timed while other processes used more of the CPUs is flagged
 MIN_SAMPLE = 1e-3       # calls shorter than this (seconds) are timed in groups
+ROUNDS = 3              # timing rounds per row (each implementation a block in each)
+PAUSE = 0.02            # seconds between two blocks: spinning worker threads go idle
 
 
 def contended(row: dict) -> bool:
@@ -82,6 +90,7 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
                 res[impl] = dict(status="error", note=f"building: {type(e).__name__}: {e}")
         s0 = cpu_sample()
         with pinned_threads(n):
+            errs = OrderedDict()
             for impl, runner in runners.items():
                 try:
                     got = runner.canonical(runner())
@@ -96,10 +105,14 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
                     res[impl] = dict(status="mismatch", max_err=err, note=msg)
                     log(f"    {impl}: MISMATCH {msg}", quiet)
                     continue
-                times = time_calls(runner, budget, min_reps, max_reps, MIN_SAMPLE)
-                res[impl] = dict(status="ok", median_ms=1e3 * float(np.median(times)),
-                                 times_ms=[1e3 * t for t in times], max_err=err)
-                time.sleep(0.02)       # let spinning worker threads of this library go idle
+                errs[impl] = err
+            times = _time_rounds(runners, list(errs), budget, min_reps, max_reps)
+            for impl, err in errs.items():
+                res[impl] = dict(status="ok", median_ms=1e3 * float(np.median(times[impl])),
+                                 times_ms=[1e3 * t for t in times[impl]], max_err=err)
+        for impl in impls:              # the implementations' order, whatever their status
+            if impl in res:
+                res.move_to_end(impl)
         row["other_load"] = other_load(s0, cpu_sample())
         del runners
         _summarise(row)
@@ -109,6 +122,22 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
             + (f"  [other processes: {100 * row['other_load']:.0f}% of the CPUs]"
                if contended(row) else ""), quiet)
     return rows
+
+
+def _time_rounds(runners, impls: List[str], budget: float, min_reps: int,
+                 max_reps: int) -> dict:
+    """Seconds per call of each of ``impls`` (keys of ``runners``): ROUNDS rounds, each with a
+    block of every implementation (1 / ROUNDS of its budget and sample counts), the order
+    rotating by one per round."""
+    times = {impl: [] for impl in impls}
+    per_min, per_max = -(-min_reps // ROUNDS), max(1, -(-max_reps // ROUNDS))
+    for r in range(ROUNDS if impls else 0):
+        k = r % len(impls)
+        for impl in impls[k:] + impls[:k]:
+            times[impl] += time_calls(runners[impl], budget / ROUNDS, per_min, per_max,
+                                      MIN_SAMPLE)
+            time.sleep(PAUSE)
+    return times
 
 
 def _summarise(row: dict):
