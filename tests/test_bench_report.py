@@ -250,7 +250,6 @@ def test_timing_rounds_interleave_the_implementations(monkeypatch):
     slow spell of the host falls on all of a row's implementations alike."""
     import time
     from fusedrnn.bench import measure
-    monkeypatch.setattr(measure, "PAUSE", 0.0)
     calls = []
 
     def runner(name):
@@ -261,9 +260,11 @@ def test_timing_rounds_interleave_the_implementations(monkeypatch):
 
     impls = ["a", "b", "c"]
     times = measure._time_rounds({i: runner(i) for i in impls}, impls, budget=0.0,
-                                 min_reps=3, max_reps=3)
+                                 min_reps=3, max_reps=3, pause=0.0)
     assert measure.ROUNDS == 3
-    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    # per block: one untimed call, then one timed
+    assert calls == [i for i in "abcbcacab" for _ in range(2)]
     assert {i: len(t) for i, t in times.items()} == {"a": 3, "b": 3, "c": 3}
     assert all(t >= 2e-3 for ts in times.values() for t in ts)
-    assert measure._time_rounds({}, [], 1.0, 3, 3) == {}
+    assert measure._time_rounds({}, [], 1.0, 3, 3, 0.0) == {}
+    assert measure.MODES["default"]["pause"] == 0.2

@@ -5,12 +5,16 @@ thread count, and set fusedrnn's times against the machine's ceilings measured i
   ground truth (``peers.reference``) on every thread count. One that disagrees is reported as
   MISMATCH and not timed.
 - Timed in rounds: the budget of each implementation is cut into ROUNDS blocks, and each round
-  times every implementation in its own block (after a warm-up call and a pause, so that thread
-  pools left spinning by one library do not slow down the next one), the order rotating from
-  round to round.  A row's median is over all its calls.  So a slow spell of the host (another
-  guest, a slowed core: seconds, on the 2-core VMs measured here) falls on every implementation
-  of the row alike instead of on the one whose single block it hit, and the ratios of one run
-  hold.
+  times every implementation in its own block, the order rotating from round to round.  A
+  row's median is over all its timed calls.  So a slow spell of the host (another guest, a
+  slowed core: seconds, on the 2-core VMs measured here) falls on every implementation of the
+  row alike instead of on the one whose single block it hit, and the ratios of one run hold.
+- Before each block: a pause (the mode's ``pause``, 0.2 s by default), then one untimed call.
+  Worker threads left spinning by the library that ran before take the cores from the next
+  one: measured on 2 cores (LSTM B16 H256, 2 threads), fusedrnn and ONNX Runtime ran 1.9-2.4x
+  slower right after NumPy's OpenBLAS (for 50-100 ms), fusedrnn 2x slower within 20 ms of
+  ONNX Runtime, ONNX Runtime 1.1-1.8x slower after PyTorch or fusedrnn (its first call, up to
+  100 ms); with 0.2 s none was more than 1.11x.
 - GFLOP/s and % peak: FLOPs are counted from the GEMMs only (``configs.flops``; a ``lengths``
   row counts its valid steps only) and set against the SGEMM (DGEMM for float64 rows) peak of
   NumPy's BLAS, same threads.
@@ -51,7 +55,6 @@ from .timing import (cpu_busy, cpu_sample, log, measure_gemm_peak, measure_read_
 BUSY_THRESHOLD = 0.15   # a row timed while other processes used more of the CPUs is flagged
 MIN_SAMPLE = 1e-3       # calls shorter than this (seconds) are timed in groups
 ROUNDS = 3              # timing rounds per row (each implementation a block in each)
-PAUSE = 0.02            # seconds between two blocks: spinning worker threads go idle
 
 
 def contended(row: dict) -> bool:
@@ -60,7 +63,7 @@ def contended(row: dict) -> bool:
 
 def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: float,
              min_reps: int = 3, max_reps: int = 50, seed: int = 0,
-             quiet: bool = False) -> List[dict]:
+             quiet: bool = False, pause: float = 0.2) -> List[dict]:
     """Verify and time ``impls`` on ``cfg`` at each thread count. One row dict per count."""
     builders = builders_for(cfg)
     impls = chosen(builders, impls)
@@ -106,7 +109,7 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
                     log(f"    {impl}: MISMATCH {msg}", quiet)
                     continue
                 errs[impl] = err
-            times = _time_rounds(runners, list(errs), budget, min_reps, max_reps)
+            times = _time_rounds(runners, list(errs), budget, min_reps, max_reps, pause)
             for impl, err in errs.items():
                 res[impl] = dict(status="ok", median_ms=1e3 * float(np.median(times[impl])),
                                  times_ms=[1e3 * t for t in times[impl]], max_err=err)
@@ -124,19 +127,20 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
     return rows
 
 
-def _time_rounds(runners, impls: List[str], budget: float, min_reps: int,
-                 max_reps: int) -> dict:
+def _time_rounds(runners, impls: List[str], budget: float, min_reps: int, max_reps: int,
+                 pause: float) -> dict:
     """Seconds per call of each of ``impls`` (keys of ``runners``): ROUNDS rounds, each with a
-    block of every implementation (1 / ROUNDS of its budget and sample counts), the order
-    rotating by one per round."""
+    block of every implementation (1 / ROUNDS of its budget and sample counts; before it,
+    ``pause`` seconds and one untimed call), the order rotating by one per round."""
     times = {impl: [] for impl in impls}
     per_min, per_max = -(-min_reps // ROUNDS), max(1, -(-max_reps // ROUNDS))
     for r in range(ROUNDS if impls else 0):
         k = r % len(impls)
         for impl in impls[k:] + impls[:k]:
+            time.sleep(pause)
+            runners[impl]()
             times[impl] += time_calls(runners[impl], budget / ROUNDS, per_min, per_max,
                                       MIN_SAMPLE)
-            time.sleep(PAUSE)
     return times
 
 
@@ -223,7 +227,7 @@ def run(configs: Sequence[Config], impls: Sequence[str], threads: Sequence[int],
             if wait > 0:
                 wait_quiet(wait, quiet=quiet)
             case_rows = run_case(cfg, impls, threads, m["budget"], m["min_reps"],
-                                 m["max_reps"], seed, quiet)
+                                 m["max_reps"], seed, quiet, m["pause"])
             for r in case_rows:
                 r["attempt"] = attempt
             if not any(contended(r) for r in case_rows):
