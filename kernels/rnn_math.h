@@ -81,9 +81,8 @@ FR_OPAQUE double fr_exp_lo = -708.0, fr_exp_hi = 709.0;
  * stage: bit k of tanh_mask set, v[k] = tanh(v[k]), else sigmoid(v[k]).  An activation is a
  * chain of about 20 dependent operations; written one after the other, the out-of-order window
  * holds little more than one unit's chains and the pass ran at the chains' latency.  Side by
- * side, the K chains' operations are adjacent.  Measured (fr_lstm_fwd, 8 chains from two rows,
- * B16 H256, Zen 4, 32-unit chunks / whole rows): AVX2 2.60 -> 2.05 / 2.34 -> 1.88 ns per unit,
- * AVX-512 2.07 -> 1.72 / 1.59 -> 1.43; the same results to the bit. */
+ * side, the K chains' operations are adjacent (the gain: "Cost of fr_lstm_fwd" at the top of
+ * this file); the same results to the bit. */
 FR_INLINE void fr_act_f32(const int K, const unsigned tanh_mask, float *FR_RESTRICT v)
 {
     float x[8], t[8], nf[8], scale[8], r[8], p[8];

@@ -63,7 +63,7 @@ def contended(row: dict) -> bool:
 
 def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: float,
              min_reps: int = 3, max_reps: int = 50, seed: int = 0,
-             quiet: bool = False, pause: float = 0.2) -> List[dict]:
+             quiet: bool = False, pause: float = MODES["default"]["pause"]) -> List[dict]:
     """Verify and time ``impls`` on ``cfg`` at each thread count. One row dict per count."""
     builders = builders_for(cfg)
     impls = chosen(builders, impls)
