@@ -204,7 +204,7 @@ FR_INLINE void fr_act_f64(const int K, const unsigned tanh_mask, double *FR_REST
  *     z dh; then the caller computes drh = dn_pre W_hn; pass 2 turns r into its d pre, adds
  *     r drh to dh and writes rh = r h_{t-1} (for the W_hn gradient).
  *
- * Rows in pairs.  The passes with activations run two rows side by side (fr_pairs), so that
+ * Rows in pairs.  The passes with activations run two rows side by side (fr_pair_at), so that
  * one unit's activations of both are computed together (fr_act_f32: twice the independent
  * chains); an odd last row runs as its two halves of units side by side (so does batch 1),
  * and an odd last unit of it as a pair of itself (both lanes write the same values).  Each
