@@ -209,6 +209,11 @@ CLAIM_CASES = [  # I, H, T, B, layers, bidirectional, variable lengths, threads
     (7, 96, 1, 1, 1, False, False, 3),
     (16, 64, 5, 5, 2, True, True, 2),       # stacked, both directions, variable lengths
     (16, 64, 5, 5, 2, True, False, 4),      # directions together, 2 threads each
+    # several chunks per owner (16 rows: the step products of the time loop's benchmarks), the
+    # input projection in them at the blocks' first steps (s = 0 and 16)
+    (9, 128, 20, 16, 1, False, False, 2),
+    (9, 128, 20, 16, 1, True, False, 4),    # reverse: a block's first step is its last time
+    (9, 192, 20, 16, 1, False, False, 3),
 ]
 
 
