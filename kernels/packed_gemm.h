@@ -330,8 +330,7 @@ TARGET FRP_INLINE void NAME(const int MR, ptrdiff_t kc, const real *FRP_RESTRICT
     ptrdiff_t kpf = pfd <= 0 || pfn <= pfd ? 0 : (pfn - pfd + FR_PACKED_NR - 1) / FR_PACKED_NR;    \
     kpf = kpf < kc ? kpf : kc;                                                                     \
     ptrdiff_t k = 0;                                                                               \
-    if (U == 1) { /* one set of accumulators: the k loop unrolled instead (the same sums, a     \
-                   * quarter of the loop's own instructions) */                                   \
+    if (U == 1) { /* one set of accumulators: the k loop unrolled instead (top of this file) */ \
         _Pragma("GCC unroll 4") for (; k < kpf; k++)                                               \
             FRP_UK_STEP(W, S, k, c[0], 1);                                                         \
         _Pragma("GCC unroll 4") for (; k < kc; k++)                                                \
