@@ -37,7 +37,7 @@
  * set (the block kernels of many rows) the k loop is unrolled by 4 over that set: the same sums,
  * a quarter of the loop's own instructions (AVX2 issues two FMAs for AVX-512's one, so it has
  * the most of them; in-process A/B on a busy host, AVX2 path: LSTM / GRU B16 H256, LSTM B64
- * H512, GRU B256 H256 on 2 threads 1.04-1.14x, 1 thread 0.99-1.11x; AVX-512 0.97-1.05x).
+ * H512, GRU B256 H256 on 2 threads 1.04-1.14x, 1 thread 0.99-1.20x; AVX-512 0.97-1.05x).
  * Measured (Zen 4, 1 thread, float32, W_hh of an LSTM, H = 256 / 512 / 1024 = 1 / 4 / 16 MiB):
  * batch 1 reads W at 90-96% of a plain streaming read of the same buffer on the AVX-512 path and
  * 90-98% on the AVX2 path (was 93/80/~75% and 85/66/53%); M >= 16 runs at 90-97% of the FMA
