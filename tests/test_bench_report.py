@@ -246,7 +246,7 @@ def test_best_of_runs_takes_each_implementations_lowest_median(tmp_path, capsys)
 
 
 def test_timing_rounds_interleave_the_implementations(monkeypatch):
-    """Each implementation is timed in ROUNDS blocks, one per round, the order rotating, so a
+    """Each implementation is timed in `rounds` blocks, one per round, the order rotating, so a
     slow spell of the host falls on all of a row's implementations alike."""
     import time
     from fusedrnn.bench import measure
@@ -260,11 +260,41 @@ def test_timing_rounds_interleave_the_implementations(monkeypatch):
 
     impls = ["a", "b", "c"]
     times = measure._time_rounds({i: runner(i) for i in impls}, impls, budget=0.0,
-                                 min_reps=3, max_reps=3, pause=0.0)
-    assert measure.ROUNDS == 3
+                                 min_reps=3, max_reps=3, pause=0.0, rounds=3)
     # per block: one untimed call, then one timed
     assert calls == [i for i in "abcbcacab" for _ in range(2)]
     assert {i: len(t) for i, t in times.items()} == {"a": 3, "b": 3, "c": 3}
     assert all(t >= 2e-3 for ts in times.values() for t in ts)
-    assert measure._time_rounds({}, [], 1.0, 3, 3, 0.0) == {}
+    assert measure._time_rounds({}, [], 1.0, 3, 3, 0.0, 3) == {}
+    assert all(m["rounds"] == 3 for m in measure.MODES.values())
     assert measure.MODES["default"]["pause"] == 0.2
+    # more rounds than min_reps: still at least one timed call per block (5 rounds, 5 samples)
+    calls.clear()
+    times = measure._time_rounds({i: runner(i) for i in impls[:2]}, impls[:2], budget=0.0,
+                                 min_reps=3, max_reps=3, pause=0.0, rounds=5)
+    assert calls == [i for i in "abbaabbaab" for _ in range(2)]
+    assert {i: len(t) for i, t in times.items()} == {"a": 5, "b": 5}
+
+
+def test_rounds_option(tmp_path):
+    """--rounds N: every implementation of a row timed in N blocks (at least N samples), the
+    count in results.json and in the report's footnote; a bad N is refused, naming --rounds."""
+    from fusedrnn.bench.__main__ import build_parser
+    from fusedrnn.bench.measure import run
+    from fusedrnn.bench.configs import Config
+    from fusedrnn.bench.report import format_tables
+    res = run([Config("gru", 2, 8, seq=3)], ["fusedrnn", "numpy"], [1], "tiny", quiet=True,
+              info={}, rounds=4)
+    assert res["timing"]["rounds"] == 4
+    for impl in ("fusedrnn", "numpy"):
+        r = res["rows"][0]["results"][impl]
+        assert r["status"] == "ok" and len(r["times_ms"]) >= 4, (impl, r)
+    assert "timed in 4 interleaved rounds" in format_tables(res)
+    assert build_parser().parse_args(["--rounds", "7"]).rounds == 7
+    assert build_parser().parse_args([]).rounds is None
+    for bad in ("0", "-2", "2.5", "x"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--rounds", bad])
+    with pytest.raises(ValueError, match="rounds"):
+        run([Config("gru", 2, 8, seq=3)], ["fusedrnn"], [1], "tiny", quiet=True, info={},
+            rounds=0)

@@ -33,6 +33,16 @@ def _impls_arg(s: str) -> List[str]:
     return [i for i in IMPLS if i in got]
 
 
+def _rounds_arg(s: str) -> int:
+    try:
+        n = int(s)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of rounds >= 1, got {s!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fusedrnn.bench",
@@ -56,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="skip the training rows")
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                    help="timing budget per implementation and config (default by mode)")
+    p.add_argument("--rounds", type=_rounds_arg, default=None, metavar="N",
+                   help="timing rounds per row: each implementation's budget is split into N "
+                        "blocks, the implementations' blocks interleaved, at least one call "
+                        "each (default 3; more: steadier ratios on a noisy machine, a longer "
+                        "run)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and inputs")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                    help="on a shared machine: before each config wait up to SECONDS for other "
@@ -96,7 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(STREAM_METHOD)
     sys.stdout.flush()
     results = run(configs, args.impls, threads, mode, seed=args.seed, budget=args.budget,
-                  quiet=args.quiet, info=info, wait=args.wait_quiet)
+                  quiet=args.quiet, info=info, wait=args.wait_quiet, rounds=args.rounds)
     print(format_tables(results))
     print(f"\ntotal time {results['elapsed_s']:.0f} s")
     if args.out:

@@ -249,10 +249,15 @@ MODE_CONFIGS = {"tiny": TINY_CONFIGS, "quick": QUICK_CONFIGS, "default": DEFAULT
 
 # Time budget per implementation and configuration (seconds), min / max timed samples, pause
 # between two timed blocks (seconds: until the worker threads of the library timed before have
-# stopped spinning, see measure.py), GEMM size.
+# stopped spinning, see measure.py), timing rounds (each implementation's budget and samples
+# split into that many interleaved blocks; `--rounds`), GEMM size.
 MODES = {
-    "tiny": dict(budget=0.01, min_reps=3, max_reps=5, pause=0.0, gemm_n=256, gemm_reps=2),
-    "quick": dict(budget=0.1, min_reps=3, max_reps=30, pause=0.05, gemm_n=1024, gemm_reps=3),
-    "default": dict(budget=0.2, min_reps=3, max_reps=50, pause=0.2, gemm_n=2048, gemm_reps=5),
-    "full": dict(budget=0.4, min_reps=3, max_reps=50, pause=0.2, gemm_n=2048, gemm_reps=5),
+    "tiny": dict(budget=0.01, min_reps=3, max_reps=5, pause=0.0, rounds=3, gemm_n=256,
+                 gemm_reps=2),
+    "quick": dict(budget=0.1, min_reps=3, max_reps=30, pause=0.05, rounds=3, gemm_n=1024,
+                  gemm_reps=3),
+    "default": dict(budget=0.2, min_reps=3, max_reps=50, pause=0.2, rounds=3, gemm_n=2048,
+                    gemm_reps=5),
+    "full": dict(budget=0.4, min_reps=3, max_reps=50, pause=0.2, rounds=3, gemm_n=2048,
+                 gemm_reps=5),
 }

@@ -4,11 +4,15 @@ thread count, and set fusedrnn's times against the machine's ceilings measured i
 - Outputs verified before timing: every implementation is run once and compared with a float64
   ground truth (``peers.reference``) on every thread count. One that disagrees is reported as
   MISMATCH and not timed.
-- Timed in rounds: the budget of each implementation is cut into ROUNDS blocks, and each round
-  times every implementation in its own block, the order rotating from round to round.  A
-  row's median is over all its timed calls.  So a slow spell of the host (another guest, a
-  slowed core: seconds, on the 2-core VMs measured here) falls on every implementation of the
-  row alike instead of on the one whose single block it hit, and the ratios of one run hold.
+- Timed in rounds: the budget of each implementation is cut into ``rounds`` blocks (the mode's,
+  3; ``--rounds``), and each round times every implementation in its own block, the order
+  rotating from round to round; a block times at least one call.  A row's median is over all
+  its timed calls.  So a slow spell of the host (another guest, a slowed core: seconds, on the
+  2-core VMs measured here) falls on every implementation of the row alike instead of on the
+  one whose single block it hit, and the ratios of one run hold.  A row of long calls (100 ms
+  and more) gets one call per round: its median is over ``rounds`` calls, and on a noisy host
+  more rounds steady it (session 14, LSTM B64 H512 on 2 threads against PyTorch: 0.64x and
+  1.04x in two runs of 3 rounds, 1.06x and 1.14x in two of 11).
 - Before each block: a pause (the mode's ``pause``, 0.2 s by default), then one untimed call.
   Worker threads left spinning by the library that ran before take the cores from the next
   one: measured on 2 cores (LSTM B16 H256, 2 threads), fusedrnn and ONNX Runtime ran 1.9-2.4x
@@ -54,7 +58,6 @@ from .timing import (cpu_busy, cpu_sample, log, measure_gemm_peak, measure_read_
 
 BUSY_THRESHOLD = 0.15   # a row timed while other processes used more of the CPUs is flagged
 MIN_SAMPLE = 1e-3       # calls shorter than this (seconds) are timed in groups
-ROUNDS = 3              # timing rounds per row (each implementation a block in each)
 
 
 def contended(row: dict) -> bool:
@@ -63,7 +66,8 @@ def contended(row: dict) -> bool:
 
 def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: float,
              min_reps: int = 3, max_reps: int = 50, seed: int = 0,
-             quiet: bool = False, pause: float = MODES["default"]["pause"]) -> List[dict]:
+             quiet: bool = False, pause: float = MODES["default"]["pause"],
+             rounds: int = MODES["default"]["rounds"]) -> List[dict]:
     """Verify and time ``impls`` on ``cfg`` at each thread count. One row dict per count."""
     builders = builders_for(cfg)
     impls = chosen(builders, impls)
@@ -109,7 +113,8 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
                     log(f"    {impl}: MISMATCH {msg}", quiet)
                     continue
                 errs[impl] = err
-            times = _time_rounds(runners, list(errs), budget, min_reps, max_reps, pause)
+            times = _time_rounds(runners, list(errs), budget, min_reps, max_reps, pause,
+                                 rounds)
             for impl, err in errs.items():
                 res[impl] = dict(status="ok", median_ms=1e3 * float(np.median(times[impl])),
                                  times_ms=[1e3 * t for t in times[impl]], max_err=err)
@@ -128,18 +133,19 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
 
 
 def _time_rounds(runners, impls: List[str], budget: float, min_reps: int, max_reps: int,
-                 pause: float) -> dict:
-    """Seconds per call of each of ``impls`` (keys of ``runners``): ROUNDS rounds, each with a
-    block of every implementation (1 / ROUNDS of its budget and sample counts; before it,
-    ``pause`` seconds and one untimed call), the order rotating by one per round."""
+                 pause: float, rounds: int) -> dict:
+    """Seconds per call of each of ``impls`` (keys of ``runners``): ``rounds`` rounds, each with
+    a block of every implementation (1 / rounds of its budget and sample counts, at least one
+    sample; before it, ``pause`` seconds and one untimed call), the order rotating by one per
+    round."""
     times = {impl: [] for impl in impls}
-    per_min, per_max = -(-min_reps // ROUNDS), max(1, -(-max_reps // ROUNDS))
-    for r in range(ROUNDS if impls else 0):
+    per_min, per_max = -(-min_reps // rounds), max(1, -(-max_reps // rounds))
+    for r in range(rounds if impls else 0):
         k = r % len(impls)
         for impl in impls[k:] + impls[:k]:
             time.sleep(pause)
             runners[impl]()
-            times[impl] += time_calls(runners[impl], budget / ROUNDS, per_min, per_max,
+            times[impl] += time_calls(runners[impl], budget / rounds, per_min, per_max,
                                       MIN_SAMPLE)
     return times
 
@@ -203,8 +209,12 @@ def _floor_ms(cfg: Config, bandwidth, peak_gflops: float) -> float:
 
 def run(configs: Sequence[Config], impls: Sequence[str], threads: Sequence[int], mode: str,
         seed: int = 0, budget: Optional[float] = None, quiet: bool = False,
-        info: Optional[dict] = None, wait: float = 0.0, attempts: int = 3) -> dict:
+        info: Optional[dict] = None, wait: float = 0.0, attempts: int = 3,
+        rounds: Optional[int] = None) -> dict:
     """Run everything; returns the results dict written to results.json.
+
+    ``budget``, ``rounds``: instead of the mode's (seconds per implementation and
+    configuration; timing rounds, see the module docstring).
 
     ``wait`` > 0: before each config wait up to ``wait`` seconds for a quiet machine, and run a
     config again (up to ``attempts`` times in all) when other processes used more than
@@ -214,6 +224,10 @@ def run(configs: Sequence[Config], impls: Sequence[str], threads: Sequence[int],
     m = dict(MODES[mode])
     if budget is not None:
         m["budget"] = budget
+    if rounds is not None:
+        if not (isinstance(rounds, int) and rounds >= 1):
+            raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+        m["rounds"] = rounds
     info = info if info is not None else machine_info()
     dtypes = sorted({c.dtype for c in configs} | {"float32"})
     sizes = sorted({n for c in configs if has_stream_bound(c)
@@ -227,7 +241,7 @@ def run(configs: Sequence[Config], impls: Sequence[str], threads: Sequence[int],
             if wait > 0:
                 wait_quiet(wait, quiet=quiet)
             case_rows = run_case(cfg, impls, threads, m["budget"], m["min_reps"],
-                                 m["max_reps"], seed, quiet, m["pause"])
+                                 m["max_reps"], seed, quiet, m["pause"], m["rounds"])
             for r in case_rows:
                 r["attempt"] = attempt
             if not any(contended(r) for r in case_rows):

@@ -132,8 +132,11 @@ def format_tables(results: dict) -> str:
             out.append(f"- {who}: {note} [{scope}]")
     for w in results.get("warnings", []):
         out.append(f"\nWARNING: {w}")
+    rounds = results.get("timing", {}).get("rounds")
     out.append("\nms / µs = median wall time of one call (sequence of T steps, whole batch; "
-               "a cell: one step); vs X = X's time / fusedrnn's time (> 1: fusedrnn faster); "
+               "a cell: one step"
+               + (f"; each implementation timed in {rounds} interleaved rounds" if rounds else "")
+               + "); vs X = X's time / fusedrnn's time (> 1: fusedrnn faster); "
                "GFLOP/s, % peak and % stream are fusedrnn's, against NumPy's GEMM and a "
                "streaming read at the same thread count.")
     if any(r["kind"] == "lengths" for r in results["rows"]):
