@@ -276,7 +276,7 @@ def test_timing_rounds_interleave_the_implementations(monkeypatch):
     assert {i: len(t) for i, t in times.items()} == {"a": 5, "b": 5}
 
 
-def test_rounds_option(tmp_path):
+def test_rounds_option(capsys):
     """--rounds N: every implementation of a row timed in N blocks (at least N samples), the
     count in results.json and in the report's footnote; a bad N is refused, naming --rounds."""
     from fusedrnn.bench.__main__ import build_parser
@@ -295,6 +295,8 @@ def test_rounds_option(tmp_path):
     for bad in ("0", "-2", "2.5", "x"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["--rounds", bad])
+        err = capsys.readouterr().err
+        assert "--rounds" in err and f"got {bad!r}" in err, err
     with pytest.raises(ValueError, match="rounds"):
         run([Config("gru", 2, 8, seq=3)], ["fusedrnn"], [1], "tiny", quiet=True, info={},
             rounds=0)
