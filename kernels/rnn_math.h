@@ -275,8 +275,8 @@ FR_MULTI_ISA(fr_lstm_fwd_##SFX,                                                 
     fr_prefetch_h(0, B, j0, j1, sizeof(real), h, ldh);                                             \
     for (ptrdiff_t k = 0; k < fr_npairs(B, j1 - j0); k++) {                                        \
         fr_pair p = fr_pair_at(k, B, j0, j1);                                                      \
-        real *g[2], *cq[2], *hq[2];                                                                \
         fr_prefetch_h(k + 1, B, j0, j1, sizeof(real), h, ldh);                                     \
+        real *g[2], *cq[2], *hq[2];                                                                \
         const real *bq[2], *cp[2];                                                                 \
         FR_LANES(q) {                                                                              \
             g[q] = FR_AT(p, q, gates, ldg), bq[q] = FR_AT(p, q, bias, 0);                          \
