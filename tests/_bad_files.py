@@ -6,6 +6,7 @@ import json
 import pickle
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -73,6 +74,30 @@ def deflated_member_claiming_4gb():
     while raw[entry + 46:entry + 46 + 16] != b"weight_ih_l0.npy":
         entry = raw.index(b"PK\x01\x02", entry + 4)
     raw[entry + 24:entry + 28] = struct.pack("<I", 0xFFFFFFF0)   # uncompressed size
+    return bytes(raw)
+
+
+def deflated_zeros_bad_crc():
+    """A compressed .npz of an LSTM(2048, 2048) whose weights are zeros (deflate packs them
+    ~1000:1: 128 MiB of weights in a ~130 KB file) and whose last member's CRC-32 is wrong:
+    refused before any weight is inflated into memory."""
+    H = 2048
+    config = config_array(cfg(input_size=H, hidden_size=H))
+    members = {"__config__": config, "weight_ih_l0": np.zeros((4 * H, H), np.float32),
+               "weight_hh_l0": np.zeros((4 * H, H), np.float32),
+               "bias_ih_l0": np.zeros(4 * H, np.float32),
+               "bias_hh_l0": np.zeros(4 * H, np.float32)}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, arr in members.items():
+            with z.open(name + ".npy", "w") as f:
+                np.lib.format.write_array(f, arr)
+    raw = bytearray(buf.getvalue())
+    last = b"bias_hh_l0.npy"           # its central directory entry: CRC-32 at offset 16
+    e = raw.index(b"PK\x01\x02")
+    while raw[e + 46:e + 46 + len(last)] != last:
+        e = raw.index(b"PK\x01\x02", e + 4)
+    raw[e + 16:e + 20] = struct.pack("<I", zlib.crc32(b"not the data"))
     return bytes(raw)
 
 
@@ -195,6 +220,7 @@ BAD_NPZ = {
         "weight_ih_l0.*not an .npy"),
     "deflated-size-lie": (deflated_member_claiming_4gb, ValueError,
                           r"weight_ih_l0.*claims 4294967280 bytes"),
+    "deflated-zeros-bad-crc": (deflated_zeros_bad_crc, ValueError, r"bias_hh_l0.*CRC"),
     "member-not-npy": (lambda: npz_with_raw({"evil.pkl": b"x"}, {**W(), "__config__":
                                                                    config_array()}),
                        ValueError, "evil.pkl"),

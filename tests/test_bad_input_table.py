@@ -110,6 +110,19 @@ def onnx_graph_without_rnn(m, ctx):
     fusedrnn.from_onnx(helper.make_model(graph))
 
 
+def onnx_missing(name):
+    """from_onnx on a one-node LSTM model whose node lacks its input `name` (W or R)."""
+    def run(m, ctx):
+        from _onnx_models import node_model
+        model, _ = node_model("LSTM")
+        node = model.graph.node[-1]
+        inputs = ["" if k == ("X", "W", "R").index(name) else v for k, v in enumerate(node.input)]
+        del node.input[:]
+        node.input.extend(inputs)
+        fusedrnn.from_onnx(model)
+    return run
+
+
 def onnx_duplicate_names(m, ctx):
     from _onnx_models import node_model
     model, _ = node_model("GRU")
@@ -297,6 +310,8 @@ ROWS = [
         from_onnx("GRU", attrs={"linear_before_reset": 2})),
     Row("from-onnx-weights-not-constant", None, ValueError, r"\bW\b",
         from_onnx(weights="input")),
+    Row("from-onnx-W-missing", None, ValueError, r"input W is missing", onnx_missing("W")),
+    Row("from-onnx-R-missing", None, ValueError, r"input R is missing", onnx_missing("R")),
     Row("from-onnx-dtype", None, ValueError, r"\bW\b", from_onnx(dtype=np.float16)),
     Row("from-onnx-W-shape", None, ValueError, r"\bW\b",
         from_onnx(direction="bidirectional", override={"W": zeros(1, 16, 3)})),
@@ -319,6 +334,8 @@ ROWS = [
     Row("stream-batch", "grucell", ValueError, "batch", lambda m, ctx: m.stream(batch=0)),
     Row("stream-chunk-batch", "lstmcell", ValueError, r"\bx\b",
         lambda m, ctx: m.stream(batch=2)(zeros(B, I))),
+    Row("stream-cell-chunk-ndim", "grucell", ValueError, "input",
+        lambda m, ctx: m.stream(batch=B)(zeros(T, B, I, dtype=m.dtype))),
     # ---- variable lengths
     Row("lengths-count", "lstm", ValueError, "lengths", call(zeros(T, B, I), lengths=[T] * (B - 1))),
     Row("lengths-ndim", "gru", ValueError, "lengths", call(zeros(T, B, I),

@@ -276,6 +276,33 @@ def test_timing_rounds_interleave_the_implementations(monkeypatch):
     assert {i: len(t) for i, t in times.items()} == {"a": 5, "b": 5}
 
 
+@pytest.mark.parametrize("option, bad", [
+    ("--filter", "lstm(B16"), ("--filter", "*"), ("--budget", "0"), ("--budget", "-1"),
+    ("--budget", "nan"), ("--budget", "inf"), ("--budget", "x"), ("--wait-quiet", "-5"),
+    ("--wait-quiet", "nan"),
+])
+def test_bad_option_values_are_usage_errors(capsys, option, bad):
+    """A bad --filter regex, --budget or --wait-quiet is argparse's usage error (exit 2) naming
+    the option and the value, before anything runs (not a traceback, not a run)."""
+    from fusedrnn.bench.__main__ import main
+    with pytest.raises(SystemExit) as info:
+        main([option, bad, "--list"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and repr(bad) in err, err
+
+
+def test_good_option_values(capsys):
+    from fusedrnn.bench.__main__ import build_parser, main
+    args = build_parser().parse_args(["--filter", "lstm.*B16", "--budget", "0.5",
+                                      "--wait-quiet", "0"])
+    assert args.filter.search("lstm T100 B16 H256") and args.budget == 0.5
+    assert args.wait_quiet == 0
+    assert main(["--filter", "^gru T100 B16 H256", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("gru T100 B16 H256") and "lstm" not in out, out
+
+
 def test_rounds_option(capsys):
     """--rounds N: every implementation of a row timed in N blocks (at least N samples), the
     count in results.json and in the report's footnote; a bad N is refused, naming --rounds."""

@@ -409,6 +409,30 @@ def test_edited_export_is_an_ordinary_model(rng):
     assert type(layer) is fusedrnn.LSTM and not layer.batch_first
 
 
+def test_metadata_that_does_not_fit_the_graph_is_ignored():
+    """The "fusedrnn" metadata is the file's word, checked before it costs anything: a
+    num_layers other than the graph's node count (the constructor would allocate that many
+    layers) or JSON nested too deep to parse makes an ordinary model of the nodes."""
+    import json
+    import tracemalloc
+
+    from onnx import helper
+
+    proto = fusedrnn.GRU(64, 64, batch_first=True).to_onnx()
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["fusedrnn"])
+    for bad in (json.dumps({**meta, "num_layers": 1000}), "[" * 100000 + "]" * 100000):
+        helper.set_model_props(proto, {"fusedrnn": bad})
+        tracemalloc.start()
+        try:
+            layer = fusedrnn.from_onnx(proto)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        # an ordinary model: batch_first (known from the metadata only) is lost
+        assert type(layer) is fusedrnn.GRU and not layer.batch_first
+        assert peak < 20e6      # 1000 layers of GRU(64, 64) would be ~100 MB of weights
+
+
 # ============================================================== Reversed
 def test_reversed_is_the_reverse_half_of_a_bidirectional_layer(rng):
     """Independent check of Reversed: a bidirectional GRU's reverse direction (its second

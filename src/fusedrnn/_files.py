@@ -134,6 +134,7 @@ def load(path):
             if got_dtype != dtype.name:
                 raise ValueError(f"{path}: weight {name!r} must have dtype {dtype} (the "
                                  f"config's dtype), got {got_dtype}")
+        reader.verify()                       # a corrupted file fails before any weight is read
         weights = {name: reader.read(name, shapes[name], dtype) for name in shapes}
     model = cls(**config, seed=0)
     model.load_state_dict(weights)
@@ -253,6 +254,9 @@ class _SafetensorsReader:
     def entries(self):
         return {k: (tuple(shape), _ST_DTYPES.get(dt, dt)) for k, (shape, dt) in self.specs.items()}
 
+    def verify(self):
+        """Nothing to do: the header's offsets were checked against the file's size."""
+
     def read(self, name, shape, dtype):
         return self.file.get_tensor(name)
 
@@ -344,6 +348,21 @@ class _NpzReader:
                              f"{info.file_size - offset} bytes of data")
         self.headers[name] = (tuple(shape), str(dtype))
         return self.headers[name]
+
+    def verify(self):
+        """Inflate each deflated member once, in pieces thrown away, so that a corrupted one
+        (its CRC-32, a truncated stream) fails before any weight is allocated: a deflated
+        member may hold ~1000 times its stored bytes, and the members read before a bad one
+        would be in memory.  (A stored member's data is part of the file's own size.)"""
+        for name, info in self.members.items():
+            if info.compress_type != zipfile.ZIP_DEFLATED:
+                continue
+            try:
+                with self.zip.open(info) as f:
+                    while f.read(1 << 20):
+                        pass
+            except _NPZ_ERRORS as exc:
+                raise ValueError(f"{self.path}: member {name + '.npy'!r}: {exc}") from None
 
     def read(self, name, shape, dtype):
         """The member's array, known to be `shape` and `dtype` (checked by _header)."""

@@ -145,6 +145,7 @@ def _layer(node, consts):
     names = dict(zip(_INPUTS, list(node.input) + [""] * len(_INPUTS)))
 
     def const(name, required=True):
+        """The constant input `name`, None when absent (or, not required, given at run time)."""
         tensor = names[name]
         if not tensor:
             return None
@@ -156,6 +157,9 @@ def _layer(node, consts):
         return consts[tensor]
 
     W, R = const("W"), const("R")
+    if W is None or R is None:
+        raise ValueError(f"{where}: input {'W' if W is None else 'R'} is missing ({op} "
+                         "requires X, W and R)")
     if W.dtype not in (np.float32, np.float64):
         raise ValueError(f"{where}: W must be float32 or float64, got {W.dtype}")
     dtype = W.dtype
@@ -210,10 +214,14 @@ def _our_export(proto, layers):
         config = json.loads(meta)
         cls = {c.__name__: c for c in (LSTM, GRU, LSTMCell, GRUCell)}[config.pop("class")]
         reverse, initial_states = config.pop("reversed"), config.pop("initial_states")
+        # the metadata is the file's word: a model of as many layers as the graph has nodes,
+        # checked before the constructor allocates any weights
+        if config.get("num_layers", 1) != len(layers):
+            return None
         first = layers[0].model if isinstance(layers[0], Reversed) else layers[0]
         model = cls(first.input_size, first.hidden_size, dtype=first.dtype, seed=0, **config)
-    except (TypeError, ValueError, KeyError, AttributeError):   # not ours: an ordinary model
-        return None
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError):
+        return None                 # not ours: an ordinary model
     sd = {}
     for k, layer in enumerate(layers):
         for name, value in layer.state_dict().items():

@@ -21,8 +21,13 @@ class Stream:
         if model.bidirectional:
             raise ValueError("stream: a bidirectional model needs the whole sequence (its reverse "
                              "direction starts at the last step); call the model instead")
+        from ._cells import _CellMixin
+
         self.model = model
         self.batch = None if batch is None else check_size("batch", batch)
+        # the short-call path takes a sequence model's (t, batch, I) chunks; a cell's chunk is
+        # one step (batch, I) and goes through the cell's own checks
+        self._short = not isinstance(model, _CellMixin)
         self.reset(hx)
 
     def reset(self, hx=None):
@@ -41,7 +46,7 @@ class Stream:
     def __call__(self, x):
         """Run the next chunk; returns its outputs, shaped like the model's ``out``."""
         m = self.model
-        if self.batch is not None and type(x) is np.ndarray and x.ndim == 3:
+        if self._short and self.batch is not None and type(x) is np.ndarray and x.ndim == 3:
             fast = m._short_call(x, hx_form(self._state), cell=False)
             if fast is not None:
                 out, self._state = fast

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -43,6 +44,27 @@ def _rounds_arg(s: str) -> int:
     return n
 
 
+def _filter_arg(s: str) -> "re.Pattern[str]":
+    try:
+        return re.compile(s)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"not a regular expression ({e}): {s!r}") from None
+
+
+def _seconds_arg(positive: bool):
+    """A type for a number of seconds: finite, > 0 (positive) or >= 0."""
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            v = math.nan
+        if not (math.isfinite(v) and (v > 0 if positive else v >= 0)):
+            raise argparse.ArgumentTypeError(
+                f"expected a number of seconds {'> 0' if positive else '>= 0'}, got {s!r}")
+        return v
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fusedrnn.bench",
@@ -61,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: 1,all = 1,{available_cores()})")
     p.add_argument("--impls", type=_impls_arg, default=list(IMPLS),
                    help=f"comma-separated subset of {','.join(IMPLS)} (default: all)")
-    p.add_argument("--filter", default=None, metavar="REGEX",
+    p.add_argument("--filter", type=_filter_arg, default=None, metavar="REGEX",
                    help="only configs whose name matches REGEX, e.g. 'lstm.*B16' or 'cell'")
     p.add_argument("--no-train", action="store_true", help="skip the training rows")
-    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--budget", type=_seconds_arg(True), default=None, metavar="SECONDS",
                    help="timing budget per implementation and config (default by mode)")
     p.add_argument("--rounds", type=_rounds_arg, default=None, metavar="N",
                    help="timing rounds per row: each implementation's budget is split into N "
@@ -72,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "each (default 3; more: steadier ratios on a noisy machine, a longer "
                         "run)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and inputs")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--wait-quiet", type=_seconds_arg(False), default=0.0, metavar="SECONDS",
                    help="on a shared machine: before each config wait up to SECONDS for other "
                         "processes to go idle, and time a config again (3 tries) when they "
                         "were busy meanwhile (default 0: no waiting; busy rows are flagged)")
@@ -94,8 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.no_train:
         configs = [c for c in configs if not c.train]
     if args.filter:
-        rx = re.compile(args.filter)
-        configs = [c for c in configs if rx.search(c.name)]
+        configs = [c for c in configs if args.filter.search(c.name)]
     threads = args.threads or parse_threads("1,all")
     if args.list:
         for c in configs:
