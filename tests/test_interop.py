@@ -69,6 +69,34 @@ def test_refused(bad):
         fusedrnn.from_torch(bad())
 
 
+@pytest.mark.parametrize("kind", ["lstm", "grucell"])
+def test_tensors_that_require_grad(rng, kind):
+    """A tensor that requires grad is taken as its values (detached) by forward and by
+    forward_train alike (forward_train raised torch's RuntimeError)."""
+    m = fusedrnn.LSTM(5, 7, seed=0) if kind == "lstm" else fusedrnn.GRUCell(5, 7, seed=0)
+    x = rng.standard_normal((4, 3, 5) if kind == "lstm" else (3, 5)).astype(np.float32)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    want = m(x)
+    assert_tree_close(m(xt), want, np.float32)
+    got = m.forward_train(xt)
+    assert_tree_close(got[:-1] if kind == "lstm" else got[0], want, np.float32)
+
+
+def test_bfloat16_tensors_are_cast():
+    """bfloat16 (which numpy has not) as input, in a state_dict and assigned: cast to the
+    model's dtype exactly, as float16 is (numpy raised a TypeError naming nothing)."""
+    torch.manual_seed(0)
+    tm = torch.nn.GRU(5, 7).to(torch.bfloat16)
+    m = fusedrnn.GRU(5, 7)
+    m.load_state_dict(tm.state_dict())
+    for name, value in tm.state_dict().items():
+        np.testing.assert_array_equal(getattr(m, name), value.float().numpy())
+    m.weight_hh_l0 = tm.weight_hh_l0 * 2         # a bfloat16 tensor that requires grad
+    np.testing.assert_array_equal(m.weight_hh_l0, 2 * tm.weight_hh_l0.detach().float().numpy())
+    x = torch.randn(4, 3, 5).to(torch.bfloat16)
+    assert_tree_close(m(x), m(x.float().numpy()), np.float32)
+
+
 def test_torch_not_imported_by_the_package():
     code = "import sys, fusedrnn; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -108,6 +108,36 @@ def test_in_place_edits_are_refused(model, edit):
     assert_tree_close(_call(model, x), before, np.float32)
 
 
+def test_writes_past_the_read_only_flag_do_not_reach_the_model(model):
+    """What ignores numpy's read-only flag: setting ``.shape`` (numpy allows it; it changed the
+    model's own array, and the next repack crashed), a torch tensor sharing a parameter's
+    memory updated in place (torch warns and writes), an f2py BLAS routine writing into its
+    argument.  Attribute access gives a copy, so none reaches the model: its weights, shapes
+    and results are unchanged, and repacking works."""
+    import warnings
+
+    from scipy.linalg import blas
+    torch = pytest.importorskip("torch")
+    x = _x(model)
+    before = _call(model, x)
+    snapshot = model.state_dict()
+    for name in snapshot:
+        p = getattr(model, name)
+        p.shape = (-1,)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)     # "not writable"
+            torch.as_tensor(getattr(model, name)).mul_(0.5)
+        q = getattr(model, name).reshape(-1)
+        (blas.saxpy if q.dtype == np.float32 else blas.daxpy)(np.ones_like(q), q, a=1.0)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, snapshot[name], err_msg=name)
+        assert getattr(model, name).shape == value.shape, name
+        assert name in dir(model)
+    assert_tree_close(_call(model, x), before, np.float32)
+    model.load_state_dict(snapshot)                          # a repack
+    assert_tree_close(_call(model, x), before, np.float32)
+
+
 def test_state_dict_copies_are_writable(model):
     for v in model.state_dict().values():
         v += 1                    # the user's copy, not the model's

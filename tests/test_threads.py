@@ -144,6 +144,34 @@ def test_directions_together_or_in_turn(forced_threads, monkeypatch, rng, thread
         assert_tree_close(grads[1][name], grads[0][name], np.float64, what=name)
 
 
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="no fork on this platform")
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_forked_child_after_a_multithreaded_call(bidirectional):
+    """A process forked (multiprocessing's "fork") after a call on 2 threads runs its calls on
+    one thread (GNU OpenMP's team does not survive fork: a parallel region there waited
+    forever) with the parent's results; a child forked before any such call keeps 2."""
+    code = """if True:
+        import multiprocessing as mp, numpy as np, fusedrnn
+        m = fusedrnn.GRU(8, 64, bidirectional=BIDI, seed=0)
+        x = np.random.default_rng(0).standard_normal((5, 8, 8)).astype(np.float32)
+        fusedrnn.set_num_threads(2)
+        def child(_):
+            return fusedrnn.get_num_threads(), m(x)[0]
+        ctx = mp.get_context("fork")
+        with ctx.Pool(1) as pool:                       # forked before any call: 2 threads
+            assert pool.apply_async(child, (0,)).get(60)[0] == 2
+        ref = m(x)[0]                                   # the parent's call on 2 threads
+        with ctx.Pool(1) as pool:
+            threads, out = pool.apply_async(child, (0,)).get(60)   # timeout: hung
+        assert threads == 1, threads
+        np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+        print("ok")
+    """.replace("BIDI", str(bidirectional))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=180)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
 def test_team_smaller_than_asked():
     """OpenMP may give a parallel region fewer threads than asked (OMP_THREAD_LIMIT, a call
     from inside another OpenMP region): a bidirectional layer meant to run its two directions

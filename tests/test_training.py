@@ -354,6 +354,30 @@ def small_run(kind, dtype=np.float64, **cfg):
     return model, x, out, h_n, tape
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_forward_train_out_is_read_only(kind, batch_first):
+    """forward_train's `out` is (a view of) the last layer's output the tape keeps for
+    backward: an in-place edit (``out -= y``) raises, as PyTorch's autograd refuses one of a
+    saved output (it silently changed the gradients); forward's out stays the caller's."""
+    cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+    m = cls(4, 6, batch_first=batch_first, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 3, 4)).astype(np.float32)
+    y = rng.standard_normal((5, 3, 6)).astype(np.float32)
+    out, _, tape = m.forward_train(x)
+    with pytest.raises(ValueError, match="read-only"):
+        out -= y
+    dx, _, grads = m.backward(tape, out - y)
+    out2, _, tape2 = m.forward_train(x)
+    dx2, _, grads2 = m.backward(tape2, np.array(out2) - y)
+    np.testing.assert_array_equal(dx, dx2)
+    for k in grads:
+        np.testing.assert_array_equal(grads[k], grads2[k], err_msg=k)
+    inference, _ = m(x)
+    inference += 1                       # forward's out: the caller's own array
+
+
 @pytest.mark.parametrize("kind", ("lstm", "gru"))
 def test_tape_is_single_use(kind):
     model, x, out, h_n, tape = small_run(kind)

@@ -20,7 +20,7 @@ import threading
 import numpy as np
 
 from ._kernels import ShortCall, aligned_array
-from ._threads import blas_single_thread, get_num_threads, step_threads
+from ._threads import blas_single_thread, get_num_threads, step_threads, team
 
 # Below this many multiply-adds per step and direction, the two directions of a layer run one
 # after the other on one team (a barrier per phase costs more than the halved step saves).
@@ -98,7 +98,7 @@ class Engine:
         threads = step_threads(work)
         if (m.num_directions == 2 and work >= TOGETHER_MIN_WORK and get_num_threads() >= 2
                 and lengths is None):
-            return min(get_num_threads(), 2 * threads), True
+            return team(min(get_num_threads(), 2 * threads)), True
         return threads, False
 
     def _inference(self, T, B, lengths):

@@ -1,11 +1,13 @@
 """Parameters with PyTorch's names: initialisation, state_dict, load_state_dict.
 
-Parameters are read-only numpy arrays whose memory cannot be made writable again: a model keeps
-packed copies of its weights for the kernels, and the only way to change a weight is to assign
-the attribute (``model.weight_hh_l0 = new``) or ``load_state_dict``, both of which check the new
-value and drop the packed copies.  An in-place edit (``model.weight_hh_l0 += d``,
-``model.weight_hh_l0[0] = 1``) raises numpy's ``ValueError: ... read-only``, so a stale packed
-copy can never be used.
+A model keeps packed copies of its weights for the kernels, and the only way to change a weight
+is to assign the attribute (``model.weight_hh_l0 = new``) or ``load_state_dict``, both of which
+check the new value and drop the packed copies.  The model's own arrays are never handed out:
+reading the attribute gives a read-only copy (``state_dict()`` writable copies), so an in-place
+edit (``model.weight_hh_l0 += d``, ``model.weight_hh_l0[0] = 1``) raises numpy's ``ValueError:
+... read-only``, and nothing that ignores that flag (setting ``.shape``, a torch tensor sharing
+the memory, an f2py routine writing into its argument) can change the model or leave a stale
+packed copy: it changes that copy only.
 """
 from collections import OrderedDict, namedtuple
 
@@ -42,20 +44,35 @@ class Parametrized:
             arr = as_real_array(name, value, self.dtype)
             if arr.shape != shapes[name]:
                 raise ValueError(f"{name} must have shape {shapes[name]}, got {arr.shape}")
-            object.__setattr__(self, name, frozen(arr))
+            self.__dict__["_params"][name] = frozen(arr)
             self._invalidate()
             return
         object.__setattr__(self, name, value)
 
+    def __getattr__(self, name):
+        """A parameter (only names not found otherwise come here): a read-only copy."""
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            return frozen(params[name])
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(self.__dict__.get("_params", ())))
+
     def __setstate__(self, state):
-        """Unpickling: the parameters become read-only again."""
+        """Unpickling: the parameters become read-only again (from `_params`, or, pickled by
+        an earlier version, from attributes of their own names)."""
+        state = dict(state)
         shapes = state.get("_shapes", {})
+        params = state.pop("_params", None) or {k: state.pop(k) for k in shapes if k in state}
         self.__dict__.update({k: v for k, v in state.items() if k not in shapes})
+        self.__dict__["_params"] = {}
         for name in shapes:
-            setattr(self, name, state[name])
+            setattr(self, name, params[name])
 
     def _init_params(self, shapes, hidden_size, seed):
         rng = make_rng(seed)
+        self.__dict__["_params"] = {}
         self._shapes = OrderedDict(shapes)
         k = 1.0 / np.sqrt(hidden_size)
         for name, shape in self._shapes.items():
@@ -66,7 +83,7 @@ class Parametrized:
 
     def _param(self, name):
         """The parameter: a read-only C-contiguous array of the model dtype and shape."""
-        return self.__dict__[name]
+        return self.__dict__["_params"][name]
 
     def state_dict(self):
         """An ordered dict name -> numpy array (copies), with PyTorch's keys and order."""

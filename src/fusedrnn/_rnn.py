@@ -191,8 +191,10 @@ class _RNNBase(Parametrized):
             lengths = None if lengths.size == 0 or lengths.min() == x.shape[0] else (
                 Lengths(lengths, x.shape[0]))
         if train:
-            # the tape must not alias the caller's arrays (in-place edits would corrupt grads)
-            x = x.copy() if np.shares_memory(x, input) else x
+            # the tape must not alias the caller's arrays (in-place edits would corrupt grads):
+            # x is kept only when the checks made it (a cast or a contiguous copy: it owns its
+            # memory and is not `input`); a view of the caller's array or tensor is copied
+            x = x if x.flags.owndata and x is not input else x.copy()
             init = tuple(np.array(s, copy=True) for s in init)
         out, finals, tape = self._run_checked(x, batched, init, train, rng, lengths)
         return out, hx_form(tuple([self._format_state(f, batched) for f in finals])), tape
@@ -212,8 +214,13 @@ class _RNNBase(Parametrized):
         if tape is not None:
             tape.out = out      # the last layer's output in the caller's order, before merging
         out = self._merge(out)
-        out = out.reshape(T, B, out.shape[1])
-        return self._format_output(out, batched), finals, tape
+        out = self._format_output(out.reshape(T, B, out.shape[1]), batched)
+        if tape is not None:
+            # backward reads the last layer's output from the tape, which `out` may be a view
+            # of: an in-place edit raises, as PyTorch's autograd refuses one of a saved output
+            out = out.view()
+            out.flags.writeable = False
+        return out, finals, tape
 
     def _merge(self, out):
         """The last layer's output (T*B, D*P) combined by merge_mode (concat: as it is)."""

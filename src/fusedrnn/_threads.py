@@ -8,8 +8,14 @@ on a share of the output rows), so BLAS is kept to one thread while a backward k
 (``blas_single_thread``; forward uses no BLAS): a second pool of spinning BLAS workers would fight the OpenMP threads
 for the cores (measured: 5x slower on 2 cores).  Steps too small to share (less than 2**14
 multiply-adds) run on one thread.
+
+fork: GNU OpenMP's thread team does not survive ``fork()`` (a parallel region in the child
+waits forever for threads that are not there), so in a process forked after a kernel call ran
+on 2 or more threads (multiprocessing's "fork" start method) every call runs on one thread,
+whatever set_num_threads says; the "spawn" and "forkserver" methods start clean processes.
 """
 import contextlib
+import os
 import threading
 
 from . import _kernels
@@ -17,6 +23,17 @@ from ._validate import check_size
 
 _requested = None
 MIN_WORK_PER_THREAD = 1 << 14   # measured: 2 threads already gain at GRU B=1 H=128 (49K)
+_team_started = False           # a kernel call ran on 2+ threads: OpenMP's team exists
+_forked = False                 # this process was forked after that: one thread only
+
+
+def _after_fork_in_child():
+    global _forked
+    _forked = _forked or _team_started
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def set_num_threads(n):
@@ -28,13 +45,24 @@ def set_num_threads(n):
 def get_num_threads():
     """Threads the time loops may use: set_num_threads' count, else OpenMP's for the calling
     thread (omp_set_num_threads and threadpoolctl limits are per thread in OpenMP, so a new
-    Python thread starts from the process default, as in scikit-learn)."""
+    Python thread starts from the process default, as in scikit-learn); 1 in a process forked
+    after a multi-threaded call (see the module docstring)."""
+    if _forked:
+        return 1
     return _requested if _requested is not None else max(1, _kernels.max_threads())
 
 
 def step_threads(work):
     """Threads for a time step of `work` multiply-adds."""
-    return max(1, min(get_num_threads(), int(work // MIN_WORK_PER_THREAD)))
+    return team(max(1, min(get_num_threads(), int(work // MIN_WORK_PER_THREAD))))
+
+
+def team(n):
+    """n, the size of the team a kernel call is about to run on (noted for fork)."""
+    global _team_started
+    if n > 1:
+        _team_started = True
+    return n
 
 
 _blas_fns = None

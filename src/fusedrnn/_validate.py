@@ -67,11 +67,15 @@ def kernel_array(a, dtype):
 
 
 def _as_numpy(name, value, what):
-    """np.asarray(value) (a torch tensor: detached, on the CPU); TypeError naming `name`
-    (which must be `what`) for what numpy cannot make an array of."""
-    if type(value).__module__.startswith("torch"):
-        value = value.detach().cpu().numpy()
+    """np.asarray(value) (a torch tensor: detached, on the CPU; bfloat16, which numpy has
+    not, as float32, exactly); TypeError naming `name` (which must be `what`) for what numpy
+    cannot make an array of."""
     try:
+        if type(value).__module__.startswith("torch"):
+            value = value.detach().cpu()
+            if str(value.dtype) == "torch.bfloat16":
+                value = value.float()
+            value = value.numpy()
         return np.asarray(value)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} must be {what}: {exc}") from None
