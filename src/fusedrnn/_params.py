@@ -3,11 +3,11 @@
 A model keeps packed copies of its weights for the kernels, and the only way to change a weight
 is to assign the attribute (``model.weight_hh_l0 = new``) or ``load_state_dict``, both of which
 check the new value and drop the packed copies.  The model's own arrays are never handed out:
-reading the attribute gives a read-only copy (``state_dict()`` writable copies), so an in-place
-edit (``model.weight_hh_l0 += d``, ``model.weight_hh_l0[0] = 1``) raises numpy's ``ValueError:
-... read-only``, and nothing that ignores that flag (setting ``.shape``, a torch tensor sharing
-the memory, an f2py routine writing into its argument) can change the model or leave a stale
-packed copy: it changes that copy only.
+reading the attribute gives a read-only copy (_Param; ``state_dict()`` gives writable copies),
+so an in-place edit (``model.weight_hh_l0 += d``, ``model.weight_hh_l0[0] = 1``) raises
+numpy's ``ValueError: ... read-only``, and nothing that ignores that flag (setting ``.shape``,
+a torch tensor sharing the memory, an f2py routine writing into its argument) can change the
+model or leave a stale packed copy: it changes that copy only.
 """
 from collections import OrderedDict, namedtuple
 
@@ -33,6 +33,26 @@ def frozen(arr):
     return np.frombuffer(arr.tobytes(), dtype=arr.dtype).reshape(arr.shape)
 
 
+class _Param:
+    """The class attribute of a parameter name: reading it on a model gives a read-only copy of
+    that model's parameter.  (Not ``__getattr__`` on the model: a class with one is left out of
+    the interpreter's specialised attribute lookups, and every call paid for it.)"""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        try:
+            return frozen(obj.__dict__["_params"][self.name])
+        except KeyError:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute "
+                                 f"{self.name!r}") from None
+
+
 class Parametrized:
     """Mixin: subclasses set ``self.dtype``, call ``_init_params(shapes, hidden_size, seed)``
     with an ordered {name: shape} dict in PyTorch's order, and have ``_invalidate()`` (a
@@ -49,15 +69,11 @@ class Parametrized:
             return
         object.__setattr__(self, name, value)
 
-    def __getattr__(self, name):
-        """A parameter (only names not found otherwise come here): a read-only copy."""
-        params = self.__dict__.get("_params")
-        if params is not None and name in params:
-            return frozen(params[name])
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     def __dir__(self):
-        return sorted(set(super().__dir__()) | set(self.__dict__.get("_params", ())))
+        """Without the parameter names of other models (class attributes, see _Param)."""
+        params = self.__dict__.get("_params", {})
+        return sorted(n for n in super().__dir__()
+                      if n in params or not isinstance(getattr(type(self), n, None), _Param))
 
     def __setstate__(self, state):
         """Unpickling: the parameters become read-only again (from `_params`, or, pickled by
@@ -67,6 +83,7 @@ class Parametrized:
         params = state.pop("_params", None) or {k: state.pop(k) for k in shapes if k in state}
         self.__dict__.update({k: v for k, v in state.items() if k not in shapes})
         self.__dict__["_params"] = {}
+        _declare(shapes)
         for name in shapes:
             setattr(self, name, params[name])
 
@@ -74,6 +91,7 @@ class Parametrized:
         rng = make_rng(seed)
         self.__dict__["_params"] = {}
         self._shapes = OrderedDict(shapes)
+        _declare(self._shapes)
         k = 1.0 / np.sqrt(hidden_size)
         for name, shape in self._shapes.items():
             setattr(self, name, rng.uniform(-k, k, size=shape).astype(self.dtype))
@@ -117,3 +135,10 @@ class Parametrized:
         for name, arr in new.items():
             setattr(self, name, arr)
         return LoadResult(missing, unexpected)
+
+
+def _declare(names):
+    """A _Param class attribute of Parametrized for each parameter name not declared yet."""
+    for name in names:
+        if not isinstance(Parametrized.__dict__.get(name), _Param):
+            setattr(Parametrized, name, _Param(name))
