@@ -298,12 +298,36 @@ def test_mask_is_lengths(keras, rng, case):
 
 # -------------------------------------------------------------------------------- refusals
 
+def _named(name, fn):
+    """fn under another __name__ (a user's own function named like a Keras activation)."""
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
+def test_activations_are_checked_by_what_they_compute(keras, rng):
+    """An activation is taken when it computes tanh (sigmoid), whatever it is called: a
+    lambda or the backend's own function converts and gives Keras's output."""
+    import torch
+    layer = keras.layers.GRU(H, return_sequences=True, activation=lambda v: keras.ops.tanh(v),
+                             recurrent_activation=torch.sigmoid)
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    want, = to_numpy(keras, layer(x))
+    out, _ = fusedrnn.from_keras(layer)(x)
+    assert_close(out, want, np.float32)
+
+
 REFUSED = {   # id -> (factory(keras), exception, regex naming the option)
     "relu": (lambda k: k.layers.LSTM(H, activation="relu"), ValueError, r"\bactivation"),
     "hard-sigmoid": (lambda k: k.layers.GRU(H, recurrent_activation="hard_sigmoid"),
                      ValueError, "recurrent_activation"),
-    "custom-activation": (lambda k: k.layers.GRU(H, activation=lambda v: k.ops.tanh(v)),
+    "custom-activation": (lambda k: k.layers.GRU(H, activation=lambda v: k.ops.tanh(v / 2)),
                           ValueError, r"\bactivation"),
+    # named as the real ones (they serialise as "tanh" / "sigmoid"), computing something else
+    "activation-named-tanh": (lambda k: k.layers.GRU(H, activation=_named(
+        "tanh", lambda v: 1.5 * k.ops.tanh(v))), ValueError, r"\bactivation.*something else"),
+    "recurrent-activation-named-sigmoid": (lambda k: k.layers.LSTM(
+        H, recurrent_activation=_named("sigmoid", lambda v: k.ops.hard_sigmoid(v))),
+        ValueError, r"recurrent_activation.*something else"),
     "bi-relu-backward": (lambda k: k.layers.Bidirectional(
         k.layers.GRU(H), backward_layer=k.layers.GRU(H, go_backwards=True, activation="relu")),
         ValueError, r"\bactivation"),

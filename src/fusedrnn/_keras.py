@@ -98,10 +98,12 @@ def _check(keras, layer):
         raise ValueError(f"layer must be built (call it once or layer.build(input_shape)): "
                          f"{name} has no weights yet")
     for option, want in (("activation", "tanh"), ("recurrent_activation", "sigmoid")):
-        got = _activation_name(keras, getattr(cell, option))
-        if got != want:
+        fn = getattr(cell, option)
+        if not _computes(keras, fn, want):
+            got = _activation_name(keras, fn)
+            what = " (a function of that name that computes something else)" if got == want else ""
             raise ValueError(f"{option} must be {want!r} (the only one fusedrnn runs), got "
-                             f"{got!r} in {name}")
+                             f"{got!r}{what} in {name}")
     if layer.stateful:
         raise ValueError(f"stateful=True is not supported ({name}): convert the layer with "
                          "stateful=False and carry the state with model.stream(batch)")
@@ -115,6 +117,19 @@ def _check(keras, layer):
             "use_bias": bool(cell.use_bias),
             "reset_after": bool(getattr(cell, "reset_after", True)),
             "dtype": next(iter(dtypes)).type}
+
+
+def _computes(keras, fn, want):
+    """Whether the activation fn computes `want` ("tanh" or "sigmoid"): checked on values, since
+    a name says nothing (a user's function named tanh serialises as "tanh")."""
+    x = np.linspace(-12.0, 12.0, 241, dtype=np.float32)
+    ref = np.tanh(x) if want == "tanh" else 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    try:
+        got = np.asarray(keras.ops.convert_to_numpy(fn(keras.ops.convert_to_tensor(x))),
+                         dtype=np.float64)
+    except Exception:                    # not an elementwise function of one tensor
+        return False
+    return got.shape == x.shape and bool(np.all(np.abs(got - ref) <= 1e-5))
 
 
 def _activation_name(keras, fn):
@@ -165,7 +180,7 @@ class GoBackwards(ModelWrapper):
         if not isinstance(model, (LSTM, GRU)) or isinstance(model, (LSTMCell, GRUCell)):
             raise TypeError(f"model must be a fusedrnn.LSTM or GRU (a sequence model), got "
                             f"{type(model).__name__}")
-        self.model = model
+        super().__init__(model)
 
     def _reversed(self, input):
         x = as_real_array("input", input, None)

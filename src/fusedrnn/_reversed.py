@@ -18,10 +18,6 @@ from ._rnn import GRU, LSTM
 from ._validate import as_real_array, check_lengths
 from ._wrapper import ModelWrapper
 
-# the model's options and read-only properties, shared through the wrapper
-_OPTIONS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-            "bidirectional", "proj_size", "reset_after", "merge_mode", "dtype", "num_directions")
-
 
 class Reversed(ModelWrapper):
     """``Reversed(model)``: ``model`` (an ``LSTM`` or ``GRU``, not bidirectional) run from the
@@ -35,26 +31,7 @@ class Reversed(ModelWrapper):
         if model.bidirectional:
             raise ValueError("model must not be bidirectional (it already runs both ways), got "
                              "bidirectional=True")
-        self.__dict__["model"] = model
-
-    # ------------------------------------------------------------------ the model's attributes
-    def __getattr__(self, name):
-        model = self.__dict__.get("model")
-        if model is not None and (name in _OPTIONS or name in model._shapes):
-            return getattr(model, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def __setattr__(self, name, value):
-        if name in self.model._shapes:
-            setattr(self.model, name, value)          # a parameter: checked by the model
-        else:
-            raise AttributeError(f"Reversed: cannot set {name!r} (parameters only)")
-
-    def __getstate__(self):
-        return {"model": self.model}
-
-    def __setstate__(self, state):
-        self.__dict__["model"] = state["model"]
+        super().__init__(model)
 
     # ------------------------------------------------------------------ running
     def __call__(self, input, hx=None, **kwargs):
@@ -64,10 +41,10 @@ class Reversed(ModelWrapper):
         """``out, h_n`` (``out, (h_n, c_n)`` for LSTM) of the model read backwards in time;
         with ``lengths`` (as the model's) each sequence is flipped within its length."""
         x = as_real_array("input", input, None)
-        if x.ndim not in (2, 3):
-            return self.model(x, hx, lengths)         # the model raises its shape error
         batched = x.ndim == 3
         axis = 1 if (batched and self.model.batch_first) else 0
+        if x.ndim not in (2, 3) or x.shape[axis] == 0:
+            return self.model(x, hx, lengths)         # the model raises its shape error
         if lengths is None:
             out, state = self.model(np.flip(x, axis), hx)
             return np.flip(out, axis), state

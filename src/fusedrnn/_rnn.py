@@ -22,6 +22,23 @@ class _RNNBase(Parametrized):
 
     _gates = None   # 4 (LSTM) or 3 (GRU)
     merge_mode = "concat"   # the default, also for models pickled before merge_mode existed
+    # options the weights, packed kernels and buffers are made for: set by the constructor only
+    _FIXED = frozenset({"input_size", "hidden_size", "num_layers", "bias", "bidirectional",
+                        "proj_size", "dtype", "reset_after"})
+
+    def __setattr__(self, name, value):
+        """The options that only change how a call runs (batch_first, dropout, merge_mode) may
+        be assigned, checked as by the constructor; the others are fixed once set."""
+        if name in self._FIXED and name in self.__dict__:
+            raise AttributeError(f"{name} is fixed when the model is made (its weights and "
+                                 f"kernels depend on it): make a new {type(self).__name__}")
+        if name == "batch_first":
+            value = check_bool(name, value)
+        elif name == "dropout":
+            value = check_dropout(value)
+        elif name == "merge_mode":
+            value = check_merge_mode(value, self.bidirectional)
+        super().__setattr__(name, value)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32, seed=None,
@@ -30,10 +47,10 @@ class _RNNBase(Parametrized):
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
         self.bias = check_bool("bias", bias)
-        self.batch_first = check_bool("batch_first", batch_first)
-        self.dropout = check_dropout(dropout)
+        self.batch_first = batch_first             # checked by __setattr__
+        self.dropout = dropout
         self.bidirectional = check_bool("bidirectional", bidirectional)
-        self.merge_mode = check_merge_mode(merge_mode, self.bidirectional)
+        self.merge_mode = merge_mode
         self.proj_size = check_size("proj_size", proj_size, minimum=0)
         if self.proj_size >= self.hidden_size:
             raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
