@@ -378,6 +378,44 @@ def test_forward_train_out_is_read_only(kind, batch_first):
     inference += 1                       # forward's out: the caller's own array
 
 
+class _Holder:
+    """An array-like whose __array__ hands out its own buffer (as xarray's .values does)."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def __array__(self, dtype=None, copy=None):
+        return self.a
+
+
+@pytest.mark.parametrize("form", ["ndarray", "view", "array-like", "tensor"])
+def test_tape_keeps_no_caller_memory(form):
+    """The caller's input edited in place between forward_train and backward: the gradients
+    are those of the input as it was (the tape holds a copy whenever x could share memory
+    with it; an array-like's own buffer was kept)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    d = np.ones((4, 2, 5), np.float32)
+
+    def grads(edit):
+        m = fusedrnn.GRU(3, 5, seed=0)
+        buf = x.copy()
+        if form == "tensor":
+            torch = pytest.importorskip("torch")
+            inp = torch.from_numpy(buf)
+        else:
+            inp = {"ndarray": buf, "view": buf[:, :], "array-like": _Holder(buf)}[form]
+        out, _, tape = m.forward_train(inp)
+        if edit:
+            buf[...] = 0
+        return m.backward(tape, d)
+
+    want, got = grads(False), grads(True)
+    np.testing.assert_array_equal(got[0], want[0])
+    for k in want[2]:
+        np.testing.assert_array_equal(got[2][k], want[2][k], err_msg=k)
+
+
 @pytest.mark.parametrize("kind", ("lstm", "gru"))
 def test_tape_is_single_use(kind):
     model, x, out, h_n, tape = small_run(kind)

@@ -116,15 +116,16 @@ class _RNNBase(Parametrized):
             raise ValueError(f"input must have {I} features (input_size) on its last axis, "
                              f"got shape {x.shape}")
         batched = x.ndim == 3
+        given = x.shape
         if not batched:
             x = x[:, None, :]
         elif self.batch_first:
             x = x.transpose(1, 0, 2)
         if x.shape[0] == 0:
-            raise ValueError(f"input must have a sequence length > 0, got shape {x.shape}")
+            raise ValueError(f"input must have a sequence length > 0, got shape {given}")
         if x.shape[0] * x.shape[1] >= 2**31:
             raise ValueError("input is too large: seq_len * batch must be < 2**31 (BLAS takes "
-                             f"32-bit sizes), got shape {x.shape}")
+                             f"32-bit sizes), got shape {given}")
         return kernel_array(x, self.dtype), batched
 
     def _check_state(self, name, value, B, size, batched):
@@ -208,10 +209,12 @@ class _RNNBase(Parametrized):
             lengths = None if lengths.size == 0 or lengths.min() == x.shape[0] else (
                 Lengths(lengths, x.shape[0]))
         if train:
-            # the tape must not alias the caller's arrays (in-place edits would corrupt grads):
-            # x is kept only when the checks made it (a cast or a contiguous copy: it owns its
-            # memory and is not `input`); a view of the caller's array or tensor is copied
-            x = x if x.flags.owndata and x is not input else x.copy()
+            # the tape must not alias the caller's memory (in-place edits would corrupt grads):
+            # an ndarray is compared with x; a list made x afresh; anything else (a tensor, an
+            # object whose __array__ hands out its own buffer) is copied
+            alias = (np.shares_memory(x, input) if isinstance(input, np.ndarray)
+                     else not isinstance(input, (list, tuple)))
+            x = x.copy() if alias else x
             init = tuple(np.array(s, copy=True) for s in init)
         out, finals, tape = self._run_checked(x, batched, init, train, rng, lengths)
         return out, hx_form(tuple([self._format_state(f, batched) for f in finals])), tape
