@@ -63,7 +63,7 @@
  * clamp as 4 compares, 3 mask operations and 2 blends; with these a clamp is one vmaxps /
  * vminps, with the same results to the bit.  Measured, fr_lstm_fwd float32 B16 H256 on Zen 4
  * (ns per hidden unit): AVX2 3.29 -> 2.63, AVX-512 2.15 -> 1.89, scalar 9.9 -> 8.2. */
-FR_OPAQUE float fr_expf_lo = -87.3f, fr_expf_hi = 88.3f, fr_tanhf_lim = 10.0f;
+FR_OPAQUE float fr_expf_lo = -87.3f, fr_expf_hi = 89.0f, fr_tanhf_lim = 10.0f;
 FR_OPAQUE double fr_exp_lo = -708.0, fr_exp_hi = 709.0;
 
 
@@ -71,9 +71,11 @@ FR_OPAQUE double fr_exp_lo = -708.0, fr_exp_hi = 709.0;
  * exp(x) = 2^n exp(r), x = n ln2 + r, |r| <= ln2/2: 2^n from the rounded n, and
  * em1 = exp(r) - 1 = r + r^2 P(r) (Cephes' degree-5 P), from which both exp = 2^n em1 + 2^n and
  * expm1 = 2^n em1 + (2^n - 1) are one FMA (no cancellation: 2^n - 1 >= 2^n / 2 when n >= 1).
- * The argument is clamped to [-87.3, 88.3], so no overflow for any input; NaN propagates
+ * The argument is clamped to [-87.3, 89]: no overflow for any input in tanh; NaN propagates
  * (its integer n is garbage, the shift is done unsigned so that it is defined).
- * sigmoid(x) = 1 / (1 + exp(-x)).  tanh |x| = e / (e + 2) with e = expm1(2 |x|): one exp, one
+ * sigmoid(x) = 1 / (1 + 2^n (em1 + 1)): for x < -88.4 (n = 128) 2^n is +inf and sigmoid is
+ * exactly 0, as PyTorch's (whose exp overflows there): a saturated gate times an infinite
+ * state is then NaN, as there (the clamp at 88.3 it had gave 4.7e-39, and inf).  tanh |x| = e / (e + 2) with e = expm1(2 |x|): one exp, one
  * division, no cancellation, no separate small-|x| branch; 2 |x| is clamped to 20 (tanh(10)
  * rounds to 1).
  *
@@ -98,7 +100,7 @@ FR_INLINE void fr_act_f32(const int K, const unsigned tanh_mask, float *FR_RESTR
     FR_UNROLL8 for (int k = 0; k < K; k++) {
         unsigned int n;
         memcpy(&n, &t[k], sizeof n);
-        unsigned int bits = (n - 0x4B400000u + 127u) << 23;   /* 2^n; n + 127 in [1, 254] */
+        unsigned int bits = (n - 0x4B400000u + 127u) << 23;   /* 2^n; n + 127 in [1, 255] */
         memcpy(&scale[k], &bits, sizeof bits);
     }
     FR_UNROLL8 for (int k = 0; k < K; k++) r[k] = x[k] - nf[k] * 0.693359375f;
@@ -113,15 +115,15 @@ FR_INLINE void fr_act_f32(const int K, const unsigned tanh_mask, float *FR_RESTR
         if (tanh_mask >> k & 1) {
             float e = p[k] * scale[k] + (scale[k] - 1.0f);
             v[k] = copysignf(e / (e + 2.0f), v[k]);
-        } else {
-            v[k] = 1.0f / (1.0f + (p[k] * scale[k] + scale[k]));
+        } else {   /* exp = 2^n (em1 + 1): inf from x > 88.72 (n = 128), and sigmoid 0 */
+            v[k] = 1.0f / (1.0f + (p[k] + 1.0f) * scale[k]);
         }
     }
 }
 
 /* ---------------------------------------------------------------- activations, float64
  * The same split as float32: fr_exp_parts gives 2^n and em1 = exp(r) - 1 = 2 r P / (Q - r P)
- * (Cephes' rational approximation), x clamped to [-708, 709]. */
+ * (Cephes' rational approximation), x clamped to [-708, 709]; sigmoid is exactly 0 below -708. */
 FR_INLINE double fr_exp_parts(double x, double *scale)
 {
     x = x < fr_exp_lo ? fr_exp_lo : x;
@@ -151,6 +153,7 @@ FR_INLINE double fr_exp(double x)
 FR_INLINE double fr_sigmoid(double x)
 {
     double e = fr_exp(-fabs(x));
+    e = -fabs(x) < fr_exp_lo ? 0.0 : e;   /* past the clamp exp(-|x|) underflows to 0 */
     double pos = 1.0 / (1.0 + e);
     return x >= 0.0 ? pos : e * pos;
 }
