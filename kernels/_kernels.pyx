@@ -43,7 +43,7 @@ from rnn_common cimport (pack_weights, pgemm_cols, pgemm_rows, pgemm_steps, unit
 from gate_passes cimport (lstm_fwd, lstm_bwd, gru_fwd, gru_rz, gru_n, gru_bwd, gru_bwd1,
                           gru_bwd2, add_rows)
 from rnn_math cimport fr_activations_f32, fr_activations_f64
-from fr_isa cimport fr_isa, fr_set_isa, fr_isa_name
+from fr_isa cimport fr_isa, fr_set_isa, fr_isa_name, fr_read_or
 
 cnp.import_array()
 
@@ -1502,3 +1502,30 @@ def grad_packed_memview(const floating[:, ::1] dG, const floating[:, ::1] X,
         dbv = db
         for c in range(pieces):
             colsum_rows(c, pieces, R, M, dg, M, &ones[0], &dbv[0])
+
+
+# ================================================================ the bench's read bandwidth
+def read_passes(const unsigned int[::1] buf, Py_ssize_t passes, int threads):
+    """The bench's plain streaming read (fusedrnn.bench.timing.measure_read_bandwidth): in one
+    parallel region of `threads` threads, thread t reads its t-th share of buf `passes` times
+    over (fr_read_or), all at the same time and without the GIL (NumPy's reductions keep it,
+    so Python threads ran them one after the other).  -> the OR of the words."""
+    cdef Py_ssize_t n = buf.shape[0], lo, hi
+    cdef int tid, nt
+    cdef unsigned int acc = 0
+    if n == 0:
+        return 0
+    if threads <= 1:
+        with nogil:
+            fr_read_or(&buf[0], n, passes, &acc)
+        return acc
+    parts = np.zeros(threads * 16, dtype=np.uint32)     # a cache line per thread
+    cdef unsigned int[::1] pv = parts
+    with nogil, parallel(num_threads=threads):
+        tid = fr_thread_num()
+        nt = fr_num_threads()
+        lo = n * tid // nt
+        hi = n * (tid + 1) // nt
+        if hi > lo:
+            fr_read_or(&buf[lo], hi - lo, passes, &pv[16 * tid])
+    return int(np.bitwise_or.reduce(parts))

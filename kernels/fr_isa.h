@@ -19,6 +19,7 @@
 #ifndef FUSEDRNN_FR_ISA_H
 #define FUSEDRNN_FR_ISA_H
 
+#include <stddef.h>
 #include <stdlib.h>
 
 #define FR_ISA_SCALAR 1
@@ -123,5 +124,23 @@ FR_ISA_API int fr_isa(void)
 #else
 #define FR_MULTI_ISA(NAME, PARAMS, ARGS, ...) FR_ISA_API void NAME PARAMS __VA_ARGS__
 #endif
+
+/* The bench's plain streaming read (fusedrnn.bench.timing.measure_read_bandwidth): *out = the
+ * OR of the n words at p, read `passes` times over; 64 accumulators, so that the compiler keeps
+ * several vectors of loads in flight on every ISA. */
+FR_MULTI_ISA(fr_read_or, (const unsigned int *p, ptrdiff_t n, ptrdiff_t passes,
+                          unsigned int *out), (p, n, passes, out),
+{
+    unsigned int a[64] = {0}, acc = 0;
+    for (ptrdiff_t r = 0; r < passes; r++)
+        for (ptrdiff_t i = 0; i + 64 <= n; i += 64)
+            for (int j = 0; j < 64; j++)
+                a[j] |= p[i + j];
+    for (ptrdiff_t i = n / 64 * 64; i < n; i++)
+        acc |= p[i];
+    for (int j = 0; j < 64; j++)
+        acc |= a[j];
+    *out = acc;
+})
 
 #endif /* FUSEDRNN_FR_ISA_H */

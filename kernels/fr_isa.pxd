@@ -6,3 +6,4 @@ cdef extern from "fr_isa.h" nogil:
     int fr_isa()
     int fr_set_isa(int isa)
     const char *fr_isa_name(int isa)
+    void fr_read_or(const unsigned int *p, Py_ssize_t n, Py_ssize_t passes, unsigned int *out)

@@ -259,21 +259,95 @@ def test_timing_rounds_interleave_the_implementations(monkeypatch):
         return call
 
     impls = ["a", "b", "c"]
-    times = measure._time_rounds({i: runner(i) for i in impls}, impls, budget=0.0,
-                                 min_reps=3, max_reps=3, pause=0.0, rounds=3)
+    times, failed = measure._time_rounds({i: runner(i) for i in impls}, impls, budget=0.0,
+                                         min_reps=3, max_reps=3, pause=0.0, rounds=3)
+    assert failed == {}
     # per block: one untimed call, then one timed
     assert calls == [i for i in "abcbcacab" for _ in range(2)]
     assert {i: len(t) for i, t in times.items()} == {"a": 3, "b": 3, "c": 3}
     assert all(t >= 2e-3 for ts in times.values() for t in ts)
-    assert measure._time_rounds({}, [], 1.0, 3, 3, 0.0, 3) == {}
+    assert measure._time_rounds({}, [], 1.0, 3, 3, 0.0, 3) == ({}, {})
     assert all(m["rounds"] == 3 for m in measure.MODES.values())
     assert measure.MODES["default"]["pause"] == 0.2
     # more rounds than min_reps: still at least one timed call per block (5 rounds, 5 samples)
     calls.clear()
-    times = measure._time_rounds({i: runner(i) for i in impls[:2]}, impls[:2], budget=0.0,
-                                 min_reps=3, max_reps=3, pause=0.0, rounds=5)
+    times, _ = measure._time_rounds({i: runner(i) for i in impls[:2]}, impls[:2], budget=0.0,
+                                    min_reps=3, max_reps=3, pause=0.0, rounds=5)
     assert calls == [i for i in "abbaabbaab" for _ in range(2)]
     assert {i: len(t) for i, t in times.items()} == {"a": 5, "b": 5}
+
+
+def test_a_call_failing_while_timed_ends_only_its_row(monkeypatch):
+    """An implementation whose call raises after it was verified is that row's error; the
+    other implementations and rows are timed (the exception ended the whole run)."""
+    from fusedrnn.bench import measure, peers
+    from fusedrnn.bench.configs import Config
+    real = peers.build_numpy
+    count = {"n": 0}
+
+    def flaky(case, threads=None):
+        r = real(case, threads)
+        fn = r.fn
+
+        def call():
+            count["n"] += 1
+            if count["n"] > 1:                  # verified, then fails
+                raise MemoryError("out of memory")
+            return fn()
+        r.fn = call
+        return r
+    monkeypatch.setitem(peers.FORWARD_BUILDERS, "numpy", flaky)
+    res = measure.run([Config("gru", 2, 8, seq=3), Config("lstm", 2, 8, seq=3)],
+                      ["fusedrnn", "numpy"], [1], "tiny", quiet=True, info={})
+    first, second = res["rows"]
+    assert first["results"]["numpy"]["status"] == "error"
+    assert "MemoryError" in first["results"]["numpy"]["note"]
+    assert first["results"]["fusedrnn"]["status"] == "ok"
+    assert second["results"]["fusedrnn"]["status"] == "ok"
+
+
+def test_a_stream_that_does_not_carry_its_state_is_a_mismatch(monkeypatch):
+    """A stream row's runner is checked on its second call too (against the reference started
+    from the first call's final state): a stream rebuilt at every call passed the first check."""
+    from fusedrnn.bench import measure, peers
+    from fusedrnn.bench.configs import Config
+    real = peers.build_fusedrnn
+
+    def forgetful(case, threads=None):
+        r = real(case, threads)
+        if case.cfg.kind == "stream":
+            r.fn = lambda: real(case, threads).fn()    # a new stream every call
+        return r
+    cfg = Config("lstm", 1, 16, seq=1, kind="stream")
+    ok = measure.run([cfg], ["fusedrnn"], [1], "tiny", quiet=True, info={})
+    assert ok["rows"][0]["results"]["fusedrnn"]["status"] == "ok"
+    monkeypatch.setitem(peers.LATENCY_BUILDERS, "fusedrnn", forgetful)
+    bad = measure.run([cfg], ["fusedrnn"], [1], "tiny", quiet=True, info={})
+    r = bad["rows"][0]["results"]["fusedrnn"]
+    assert r["status"] == "mismatch" and "second call" in r["note"], r
+
+
+def test_pinned_threads_restores_what_was_asked():
+    """pinned_threads(n) puts fusedrnn back to what was asked of it (None: OpenMP's default,
+    which threadpoolctl limits), not to the count in effect (torch's set_num_threads, run
+    first, had set the shared OpenMP count: fusedrnn stayed pinned at n)."""
+    import threadpoolctl
+    import fusedrnn
+    from fusedrnn import _threads
+    from fusedrnn.bench.timing import pinned_threads
+    torch = pytest.importorskip("torch")
+    before_torch = torch.get_num_threads()
+    fusedrnn.set_num_threads(None)
+    with pinned_threads(1):
+        assert fusedrnn.get_num_threads() == 1
+    assert _threads._requested is None and torch.get_num_threads() == before_torch
+    with threadpoolctl.threadpool_limits(1):
+        assert fusedrnn.get_num_threads() == 1
+    fusedrnn.set_num_threads(2)
+    with pinned_threads(1):
+        pass
+    assert _threads._requested == 2
+    fusedrnn.set_num_threads(None)
 
 
 @pytest.mark.parametrize("option, bad", [
@@ -301,6 +375,50 @@ def test_good_option_values(capsys):
     assert main(["--filter", "^gru T100 B16 H256", "--list"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("gru T100 B16 H256") and "lstm" not in out, out
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 1000, 4099])
+def test_read_passes_reads_every_word(isa_path, threads, n):
+    """The bench's streaming read (a compiled loop in one OpenMP region, each thread its share,
+    as the 2-thread bandwidth needs: NumPy's reductions from Python threads ran one after the
+    other): it reads every word of every share, whatever the thread count and the length."""
+    from fusedrnn import _kernels
+    for k in range(n):
+        buf = np.zeros(n, dtype=np.uint32)
+        buf[k] = 1 << (k % 32)
+        assert _kernels.read_passes(buf, 3, threads) == 1 << (k % 32), (k, n, threads)
+        if k > 70:
+            break
+    buf = np.arange(n, dtype=np.uint32)
+    assert _kernels.read_passes(buf, 2, threads) == int(np.bitwise_or.reduce(buf))
+
+
+def test_time_format_keeps_three_digits():
+    from fusedrnn.bench.report import _fmt_time
+    got = [_fmt_time(t) for t in (123.4, 12.34, 9.999, 1.234, 0.999, 0.123, 0.0049, 1.234e-5, 0)]
+    assert got == ["123", "12.3", "10.0", "1.23", "0.999", "0.123", "0.00490", "1.23e-05",
+                   "0.00"]
+
+
+def test_best_of_runs_skips_null_and_zero_medians(tmp_path):
+    """tools/best_of_runs.py on runs where a median is null (NaN in results.json) or 0: those
+    entries are left out (it raised TypeError / ZeroDivisionError)."""
+    from fusedrnn.bench.measure import run
+    from fusedrnn.bench.configs import Config
+    res = run([Config("gru", 2, 8, seq=3)], ["fusedrnn", "numpy"], [1], "tiny", quiet=True,
+              info={})
+    paths = []
+    for k, bad in enumerate((None, 0.0, "keep")):
+        r = json.loads(json.dumps(res, default=float))
+        if bad != "keep":
+            r["rows"][0]["results"]["numpy"]["median_ms"] = bad
+        paths.append(tmp_path / f"r{k}.json")
+        paths[-1].write_text(json.dumps(r))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, os.path.join(root, "tools", "best_of_runs.py"),
+                           *map(str, paths)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_rounds_option(capsys):

@@ -4,7 +4,8 @@ On a shared VM the speed of the machine drifts for seconds at a time (neighbours
 caches, the memory bandwidth or a core), and the implementations of a row are timed one after
 the other, so one slow phase can land on one implementation only. This script takes, for every
 row (configuration and thread count) and every implementation, the lowest of the runs' medians,
-the same rule for every implementation, recomputes the ratios fusedrnn / peer from those, and
+the same rule for every implementation, recomputes the ratios peer / fusedrnn (> 1: fusedrnn
+faster) from those, and
 prints the geometric means of the issue-7 targets and one markdown table per row kind.
 The best-of rule can pair one implementation's luckiest run with another's ordinary one; so the
 same summary follows for the median, per row, of each run's own ratio (peer and fusedrnn timed
@@ -38,7 +39,8 @@ def combine(paths):
                                               best={}, runs=0, run_ratios={}))
             entry["runs"] += 1
             ok = {impl: res["median_ms"] for impl, res in r.get("results", {}).items()
-                  if res.get("status") == "ok"}
+                  if res.get("status") == "ok" and isinstance(res.get("median_ms"), (int, float))
+                  and res["median_ms"] > 0}     # a NaN median is written as null
             if "fusedrnn" in ok:
                 for p in PEERS + ("padded",):
                     if p in ok:

@@ -129,7 +129,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"fusedrnn benchmark ({mode}): {len(configs)} configs x threads {threads}; "
           f"implementations: {', '.join(IMPL_LABELS[i] for i in args.impls)}")
     print(format_machine_info(info))
-    print(STREAM_METHOD)
     sys.stdout.flush()
     results = run(configs, args.impls, threads, mode, seed=args.seed, budget=args.budget,
                   quiet=args.quiet, info=info, wait=args.wait_quiet, rounds=args.rounds)

@@ -42,6 +42,7 @@ thread count, and set fusedrnn's times against the machine's ceilings measured i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 from typing import List, Optional, Sequence
@@ -81,6 +82,15 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
                        ideal_speedup=1.0 / valid)
     try:
         refs = {False: reference(case)}
+        if cfg.kind == "stream":
+            # a stream's second call (Runner.carries) continues from the first's state: its
+            # reference starts from the reference's own final state (a stream that does not
+            # carry its state passes the first call's check and fails this one; the peers of a
+            # stream row are cells, called from the case's state every time)
+            ref1 = refs[False]
+            refs["next"] = reference(dataclasses.replace(
+                case, h0=ref1["h_n"].astype(case.h0.dtype),
+                c0=None if case.c0 is None else ref1["c_n"].astype(case.c0.dtype)))
     except PeerUnavailable as e:
         for row in rows:
             row["skipped"] = f"no float64 reference for this row: {e}"
@@ -108,14 +118,25 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
                     refs[True] = reference(case.full_length())
                 ok, err, msg = compare(refs[runner.full_length], got, cfg)
                 del got
+                if ok and runner.carries:
+                    try:
+                        ok, err2, msg = compare(refs["next"], runner.canonical(runner()), cfg)
+                    except Exception as e:
+                        res[impl] = dict(status="error", note=f"{type(e).__name__}: {e}")
+                        continue
+                    err, msg = max(err, err2), msg and f"second call: {msg}"
                 if not ok:
                     res[impl] = dict(status="mismatch", max_err=err, note=msg)
                     log(f"    {impl}: MISMATCH {msg}", quiet)
                     continue
                 errs[impl] = err
-            times = _time_rounds(runners, list(errs), budget, min_reps, max_reps, pause,
-                                 rounds)
+            times, failed = _time_rounds(runners, list(errs), budget, min_reps, max_reps,
+                                         pause, rounds)
             for impl, err in errs.items():
+                if impl in failed:
+                    res[impl] = dict(status="error", note=f"while timed: {failed[impl]}")
+                    log(f"    {impl}: ERROR while timed: {failed[impl]}", quiet)
+                    continue
                 res[impl] = dict(status="ok", median_ms=1e3 * float(np.median(times[impl])),
                                  times_ms=[1e3 * t for t in times[impl]], max_err=err)
         for impl in impls:              # the implementations' order, whatever their status
@@ -134,20 +155,26 @@ def run_case(cfg: Config, impls: Sequence[str], threads: Sequence[int], budget: 
 
 def _time_rounds(runners, impls: List[str], budget: float, min_reps: int, max_reps: int,
                  pause: float, rounds: int) -> dict:
-    """Seconds per call of each of ``impls`` (keys of ``runners``): ``rounds`` rounds, each with
-    a block of every implementation (1 / rounds of its budget and sample counts, at least one
-    sample; before it, ``pause`` seconds and one untimed call), the order rotating by one per
-    round."""
+    """(seconds per call of each of ``impls`` (keys of ``runners``), {impl: why} of those whose
+    call raised, which are timed no further): ``rounds`` rounds, each with a block of every
+    implementation (1 / rounds of its budget and sample counts, at least one sample; before it,
+    ``pause`` seconds and one untimed call), the order rotating by one per round."""
     times = {impl: [] for impl in impls}
+    failed = {}
     per_min, per_max = -(-min_reps // rounds), max(1, -(-max_reps // rounds))
     for r in range(rounds if impls else 0):
         k = r % len(impls)
         for impl in impls[k:] + impls[:k]:
+            if impl in failed:
+                continue
             time.sleep(pause)
-            runners[impl]()
-            times[impl] += time_calls(runners[impl], budget / rounds, per_min, per_max,
-                                      MIN_SAMPLE)
-    return times
+            try:
+                runners[impl]()
+                times[impl] += time_calls(runners[impl], budget / rounds, per_min, per_max,
+                                          MIN_SAMPLE)
+            except Exception as e:      # one implementation's failure ends only its row
+                failed[impl] = f"{type(e).__name__}: {e}"
+    return times, failed
 
 
 def _summarise(row: dict):

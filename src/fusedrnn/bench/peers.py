@@ -41,12 +41,14 @@ class PeerUnavailable(Exception):
 
 class Runner:
     """``full_length``: the runner ignores the case's lengths (every sequence runs T steps), so
-    it is checked against the reference of ``case.full_length()``."""
+    it is checked against the reference of ``case.full_length()``.  ``carries``: each call
+    continues from the state the previous one left (a stream), so its second call is checked
+    too, against the reference started from the first's final state."""
 
     def __init__(self, impl: str, fn: Callable, canonical: Callable, note: str = "",
-                 full_length: bool = False):
+                 full_length: bool = False, carries: bool = False):
         self.impl, self.fn, self.canonical, self.note = impl, fn, canonical, note
-        self.full_length = full_length
+        self.full_length, self.carries = full_length, carries
 
     def __call__(self):
         return self.fn()
@@ -160,7 +162,7 @@ def build_fusedrnn(case: Case, threads=None) -> Runner:
         # starts from the case's state (the checked first call); later calls carry it on
         stream = model.stream(batch=cfg.batch, hx=_hx(case))
         return Runner("fusedrnn", lambda: (stream(case.x), stream.state),
-                      lambda res: _split_state(cfg, *res))
+                      lambda res: _split_state(cfg, *res), carries=True)
     x, hx, lengths = case.x, _hx(case), case.lengths
     if lengths is not None:
         return Runner("fusedrnn", lambda: model(x, hx, lengths=lengths),

@@ -50,12 +50,14 @@ _STATUS_CELL = {"mismatch": "MISMATCH", "skipped": "n/a", "error": "ERROR"}
 
 
 def _fmt_time(t: float) -> str:
-    """Three significant digits or more (9.999 -> 10.0, not 10.00)."""
+    """Three significant digits or more (9.999 -> 10.0, not 10.00; 0.0049 -> 0.00490)."""
     if round(t, 1) >= 100:
         return f"{t:.0f}"
     if round(t, 2) >= 10:
         return f"{t:.1f}"
-    return f"{t:.2f}"
+    if round(t, 3) >= 1 or t == 0 or not math.isfinite(t):
+        return f"{t:.2f}"
+    return f"{t:#.3g}" if t >= 1e-4 else f"{t:.2e}"
 
 
 def _extra_cell(row: dict, column: str) -> str:

@@ -61,21 +61,25 @@ def pinned_threads(n: int):
     """
     from threadpoolctl import threadpool_limits
     torch = sys.modules.get("torch")
+    if torch is not None and not hasattr(torch, "set_num_threads"):
+        torch = None
     fr = sys.modules.get("fusedrnn")
-    prev_torch = prev_fr = None
-    if torch is not None and hasattr(torch, "set_num_threads"):
-        prev_torch = torch.get_num_threads()
+    # both read before either is set (torch's count is the OpenMP runtime's, which fusedrnn's
+    # default follows); fusedrnn's back to what was asked of it (None: OpenMP's default), not
+    # to the count that was in effect, so that threadpoolctl limits it again afterwards
+    prev_torch = torch.get_num_threads() if torch is not None else None
+    prev_fr = fr._threads._requested if fr is not None else None
+    if torch is not None:
         torch.set_num_threads(n)
     if fr is not None:
-        prev_fr = fr.get_num_threads()
         fr.set_num_threads(n)
     try:
         with threadpool_limits(limits=n):
             yield
     finally:
-        if prev_torch is not None:
+        if torch is not None:
             torch.set_num_threads(prev_torch)
-        if prev_fr is not None:
+        if fr is not None:
             fr.set_num_threads(prev_fr)
 
 
@@ -134,43 +138,23 @@ def measure_read_bandwidth(nbytes: int, threads: int, reps: int = 7,
     """Read bandwidth (GB/s) of a plain streaming loop over a buffer of ``nbytes`` bytes with
     ``threads`` threads: the median over ``reps`` repeats.
 
-    The buffer is float32, split into ``threads`` equal chunks; each thread max-reduces its
-    chunk (NumPy's reductions are vectorised and release the GIL) ``k`` times in one call,
-    through a view that repeats the chunk k times with stride 0 (no per-pass call overhead;
-    the data read stays ``nbytes``, so it is as cache-resident as a weight of that size).
-    k is chosen so a repeat reads about ``bytes_per_rep`` bytes; the threads of a pool run
-    concurrently, and a repeat lasts until the last one is done.
+    A repeat is one call of ``fusedrnn._kernels.read_passes``: a compiled loop (OR of 32-bit
+    words, vectorised by the compiler) that reads the buffer ``k`` times over, in one OpenMP
+    region where thread t always reads the t-th share, all at the same time and without the
+    GIL; k is chosen so a repeat reads about ``bytes_per_rep`` bytes, and the data read stays
+    ``nbytes``, so it is as cache-resident as a weight of that size.  (NumPy's reductions from
+    Python threads, used before, hold the GIL: "2 threads" read one after the other.)
     """
-    from numpy.lib.stride_tricks import as_strided
+    from .. import _kernels
     n = max(threads, nbytes // 4)
-    buf = np.ones(n, dtype=np.float32)
+    buf = np.ones(n, dtype=np.uint32)
     k = max(1, -(-bytes_per_rep // (4 * n)))
-    views = [as_strided(c, shape=(k, c.size), strides=(0, c.itemsize), writeable=False)
-             for c in np.array_split(buf, threads)]
-
-    def read(v):
-        return np.maximum.reduce(v, axis=None)
-
-    pool = None
-    if threads == 1:
-        def rep():
-            read(views[0])
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-        pool = ThreadPoolExecutor(max_workers=threads)
-
-        def rep():
-            list(pool.map(read, views))
-    try:
-        rep()                                   # warm-up: caches, the pool's threads
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            rep()
-            times.append(time.perf_counter() - t0)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    _kernels.read_passes(buf, k, threads)          # warm-up: caches, the OpenMP threads
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        _kernels.read_passes(buf, k, threads)
+        times.append(time.perf_counter() - t0)
     return 4 * n * k / float(np.median(times)) / 1e9
 
 
