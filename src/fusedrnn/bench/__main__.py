@@ -14,7 +14,7 @@ from .configs import FULL_CONFIGS, MODE_CONFIGS, flops
 from .machine import format_machine_info, machine_info
 from .measure import run
 from .peers import IMPL_LABELS, IMPLS
-from .report import STREAM_METHOD, format_tables, write_results
+from .report import format_tables, write_results
 from .timing import available_cores, parse_threads
 
 
