@@ -172,8 +172,9 @@ BAD_SAFETENSORS = {
     "config-dropout-nan": (lambda: st_bytes(W(), cfg(dropout=float("nan"))), ValueError,
                            "dropout"),
     "config-dtype": (lambda: st_bytes(W(), cfg(dtype="object")), ValueError, "dtype"),
-    "config-missing-arg": (lambda: st_bytes(W(), cfg(batch_first=None)),
-                           ValueError, r"missing \['batch_first'\]"),
+    "config-missing-arg": (lambda: st_bytes(W(), cfg(batch_first=None)), ValueError,
+                           r"'dtype'\] \(and may have \['merge_mode'\]\); "
+                           r"missing \['batch_first'\]"),
     "config-extra-arg": (lambda: st_bytes(W(), cfg(seed=3)), ValueError,
                          r"unexpected \['seed'\]"),
     "config-unknown-class": (lambda: _st().save(W(), metadata={"__config__": json.dumps(

@@ -174,8 +174,11 @@ def _parse_config(path, text):
     missing = [k for k in expected if k not in config and k not in OPTIONAL_ARGS]
     extra = [k for k in config if k not in expected]
     if missing or extra:
-        raise ValueError(f"{path}: the config of {cls.__name__} must have the keys {expected}; "
-                         f"missing {missing}, unexpected {extra}")
+        optional = [k for k in expected if k in OPTIONAL_ARGS]
+        required = [k for k in expected if k not in OPTIONAL_ARGS]
+        may = f" (and may have {optional})" if optional else ""
+        raise ValueError(f"{path}: the config of {cls.__name__} must have the keys {required}"
+                         f"{may}; missing {missing}, unexpected {extra}")
     if config["dtype"] not in ("float32", "float64"):
         raise ValueError(f"{path}: config dtype must be \"float32\" or \"float64\", "
                          f"got {config['dtype']!r}")
