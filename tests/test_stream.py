@@ -111,6 +111,50 @@ def test_cell_stream_carries_the_state(rng):
     np.testing.assert_array_equal(stream.state, h)
 
 
+def test_a_stream_fed_by_two_threads_at_once_raises():
+    """A stream is one sequence, fed from one thread at a time: a chunk given while another
+    thread's runs raises RuntimeError; no chunk is lost silently (they ran at once from the same
+    state and all but one were lost).  The LSTM counts steps: c_t = c_{t-1} + 0.01 (f = 1,
+    i = 1, g = 0.01), so c_n says how many ran."""
+    import threading
+    m = fusedrnn.LSTM(1, 1, dtype=np.float64)
+    m.load_state_dict({"weight_ih_l0": np.zeros((4, 1)), "weight_hh_l0": np.zeros((4, 1)),
+                       "bias_ih_l0": np.array([50.0, 50.0, np.arctanh(0.01), 0.0]),
+                       "bias_hh_l0": np.zeros(4)})
+    stream = m.stream(batch=1)
+    x = np.zeros((400, 1, 1))                   # long enough chunks to overlap
+    ran, refused = [], []
+
+    def feed():
+        for _ in range(20):
+            try:
+                stream(x)
+                ran.append(1)
+            except RuntimeError as e:
+                assert "one thread at a time" in str(e)
+                refused.append(1)
+    threads = [threading.Thread(target=feed) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ran) + len(refused) == 80 and ran
+    np.testing.assert_allclose(stream.state[1], 4.0 * len(ran), rtol=1e-9)
+    stream(x)                                   # usable afterwards
+    np.testing.assert_allclose(stream.state[1], 4.0 * (len(ran) + 1), rtol=1e-9)
+
+
+def test_stream_pickles(rng):
+    """A stream pickles (its model, batch and state; a new lock): the copy goes on from there."""
+    import pickle
+    m = fusedrnn.GRU(3, 4, seed=0)
+    x = rng.standard_normal((2, 1, 3)).astype(np.float32)
+    stream = m.stream()
+    stream(x)
+    twin = pickle.loads(pickle.dumps(stream))
+    np.testing.assert_array_equal(twin(x), stream(x))
+
+
 def test_bidirectional_is_refused():
     model = fusedrnn.LSTM(5, 7, bidirectional=True)
     with pytest.raises(ValueError, match="bidirectional"):

@@ -7,6 +7,10 @@ like the model's input (``(t, batch, I)``, ``(batch, t, I)`` with ``batch_first`
 for a stream made with ``batch=None``).  Every chunk runs the same kernels as a whole-sequence
 call, on the model's packed weights: no repacking, buffers reused between chunks of the same
 length.  Bidirectional models are refused: their reverse direction needs the whole sequence.
+A stream is one sequence, fed from one thread at a time: a chunk given while another thread's
+chunk of the same stream runs raises RuntimeError (both would start from the same state and
+one of them would be lost; a lock would cost a sixth of a small step and still run the chunks
+in no particular order).
 """
 import numpy as np
 
@@ -28,6 +32,7 @@ class Stream:
         # the short-call path takes a sequence model's (t, batch, I) chunks; a cell's chunk is
         # one step (batch, I) and goes through the cell's own checks
         self._short = not isinstance(model, _CellMixin)
+        self._busy = False
         self.reset(hx)
 
     def reset(self, hx=None):
@@ -45,6 +50,16 @@ class Stream:
 
     def __call__(self, x):
         """Run the next chunk; returns its outputs, shaped like the model's ``out``."""
+        if self._busy:
+            raise RuntimeError("stream: a chunk is running in another thread; a stream is one "
+                               "sequence, fed from one thread at a time")
+        self._busy = True       # (the check and this store are not separated by a GIL switch)
+        try:
+            return self._chunk(x)
+        finally:
+            self._busy = False
+
+    def _chunk(self, x):
         m = self.model
         if self._short and self.batch is not None and type(x) is np.ndarray and x.ndim == 3:
             fast = m._short_call(x, hx_form(self._state), cell=False)
