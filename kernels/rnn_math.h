@@ -75,9 +75,9 @@ FR_OPAQUE double fr_exp_lo = -708.0, fr_exp_hi = 709.0;
  * (its integer n is garbage, the shift is done unsigned so that it is defined).
  * sigmoid(x) = 1 / (1 + 2^n (em1 + 1)): for x < -88.4 (n = 128) 2^n is +inf and sigmoid is
  * exactly 0, as PyTorch's (whose exp overflows there): a saturated gate times an infinite
- * state is then NaN, as there (the clamp at 88.3 it had gave 4.7e-39, and inf).  tanh |x| = e / (e + 2) with e = expm1(2 |x|): one exp, one
- * division, no cancellation, no separate small-|x| branch; 2 |x| is clamped to 20 (tanh(10)
- * rounds to 1).
+ * state is then NaN, as there (the clamp at 88.3 it had gave 4.7e-39, and inf).
+ * tanh |x| = e / (e + 2) with e = expm1(2 |x|): one exp, one division, no cancellation, no
+ * separate small-|x| branch; 2 |x| is clamped to 20 (tanh(10) rounds to 1).
  *
  * fr_act_f32 computes K of them at once (K a constant, at most 8: its loops unroll), stage by
  * stage: bit k of tanh_mask set, v[k] = tanh(v[k]), else sigmoid(v[k]).  An activation is a
