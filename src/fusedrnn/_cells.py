@@ -52,7 +52,7 @@ class _CellMixin:
         check_shape(name, arr, (size,), "(hidden_size,) for unbatched input")
         return arr[None, None]
 
-    def _format_output(self, out, batched):
+    def _format_output(self, out, batched, batch_first=None):
         return out[0] if batched else out[0, 0]
 
     @staticmethod

@@ -232,9 +232,10 @@ class _LayerTape:
 class Tape:
     """What ``backward`` needs from ``forward_train`` (opaque to users)."""
 
-    def __init__(self, model, T, B, batched, init):
+    def __init__(self, model, T, B, batched, init, batch_first, merge_mode):
         self.model, self.T, self.B, self.batched = model, T, B, batched
         self.init = init
+        self.batch_first, self.merge_mode = batch_first, merge_mode     # of the recorded run
         self.lengths = None     # a _lengths.Lengths (init then in its sorted order)
         self.out = None         # the last layer's output (T*B, D*P) in the caller's order
         self.layers = []

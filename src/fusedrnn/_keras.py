@@ -182,9 +182,10 @@ class GoBackwards(ModelWrapper):
                             f"{type(model).__name__}")
         super().__init__(model)
 
-    def _reversed(self, input):
+    def _reversed(self, input, batch_first=None):
+        """input reversed on its time axis (batch_first: the model's if None)."""
         x = as_real_array("input", input, None)
-        if x.ndim == 3 and self.model.batch_first:
+        if x.ndim == 3 and (self.model.batch_first if batch_first is None else batch_first):
             return x[:, ::-1]
         return x[::-1] if x.ndim in (2, 3) else x      # other shapes: the model's error
 
@@ -202,5 +203,6 @@ class GoBackwards(ModelWrapper):
     def backward(self, tape, d_out, d_h_n=None):
         """``model.backward``; ``dx`` is put back in the input's own time order."""
         dx, dhx, grads = self.model.backward(tape, d_out, d_h_n)
-        return np.ascontiguousarray(self._reversed(dx)), dhx, grads
+        # dx is laid out as the recorded run's input (batch_first may have changed since)
+        return np.ascontiguousarray(self._reversed(dx, tape.batch_first)), dhx, grads
 

@@ -143,11 +143,11 @@ class _RNNBase(Parametrized):
                     "for unbatched input")
         return arr[:, None, :]
 
-    def _format_output(self, out, batched):
-        """(T, B, D*P) time-major -> the user's layout."""
+    def _format_output(self, out, batched, batch_first=None):
+        """(T, B, D*P) time-major -> the user's layout (batch_first: the model's if None)."""
         if not batched:
             return out[:, 0, :]
-        if self.batch_first:
+        if self.batch_first if batch_first is None else batch_first:
             return out.transpose(1, 0, 2)
         return out
 
@@ -226,7 +226,8 @@ class _RNNBase(Parametrized):
         T, B, _ = x.shape
         new = np.empty_like if B > 0 else np.zeros_like
         finals = tuple([new(s) for s in init])
-        tape = Tape(self, T, B, batched, init) if train else None
+        tape = (Tape(self, T, B, batched, init, self.batch_first, self.merge_mode) if train
+                else None)
         if B > 0:
             out = self._engine.forward(x, init, finals, tape, rng, lengths)
         else:
@@ -254,15 +255,16 @@ class _RNNBase(Parametrized):
             return fwd * rev
         return (fwd + rev) / 2                          # ave
 
-    def _unmerge(self, d, out):
+    def _unmerge(self, d, out, mode):
         """dL/d(merged out) (T*B, out_size) -> dL/d(the last layer's output) (T*B, D*P), given
-        that output `out`: sum gives d to both halves, ave d/2, mul d times the other half."""
-        if self.merge_mode == "concat":
+        that output `out` merged by `mode`: sum gives d to both halves, ave d/2, mul d times
+        the other half."""
+        if mode == "concat":
             return d
         P = self._P
-        if self.merge_mode == "sum":
+        if mode == "sum":
             return np.concatenate([d, d], axis=1)
-        if self.merge_mode == "ave":
+        if mode == "ave":
             return np.concatenate([d / 2, d / 2], axis=1)
         return np.concatenate([d * out[:, P:], d * out[:, :P]], axis=1)     # mul
 
@@ -286,7 +288,8 @@ class _RNNBase(Parametrized):
         ``d_h_n``: dL/d(h_n) (``(d_h_n, d_c_n)`` for LSTM, either may be None; None: zeros).
         Returns ``dx, dhx, grads``: ``dx`` shaped like the input, ``dhx`` like ``hx``
         (``(dh0, dc0)`` for LSTM), ``grads`` a dict with exactly the keys of ``state_dict()``.
-        Gradients are those of the weights the tape was recorded with.  A tape can be used once
+        Gradients are those of the run the tape recorded: its weights, batch_first and
+        merge_mode, even if they were changed since.  A tape can be used once
         (backward overwrites it with gradients, like PyTorch frees its graph).
         """
         if not isinstance(tape, Tape) or tape.model is not self:
@@ -295,17 +298,21 @@ class _RNNBase(Parametrized):
             raise ValueError("tape was already used by backward (run forward_train again)")
         T, B, batched = tape.T, tape.B, tape.batched
         D, P = self.num_directions, self._P
-        out_shape = self._format_output(np.empty((T, B, self._out_size), dtype=self.dtype),
-                                        batched).shape
+        # the layout and merge_mode of the forward pass the tape recorded (they may have been
+        # reassigned since: the gradients are those of the computation that ran, as autograd's)
+        bf, mode = tape.batch_first, tape.merge_mode
+        out_size = D * P if mode == "concat" else P
+        out_shape = self._format_output(np.empty((T, B, out_size), dtype=self.dtype), batched,
+                                        bf).shape
         if d_out is None:
             dout = np.zeros((T * B, D * P), dtype=self.dtype)
         else:
             d = check_shape("d_out", as_real_array("d_out", d_out, None), out_shape,
                             "(the shape of out)")
-            if batched and self.batch_first:
+            if batched and bf:
                 d = d.transpose(1, 0, 2)
-            d = kernel_array(d, self.dtype).reshape(T * B, self._out_size)
-            dout = (np.ascontiguousarray(self._unmerge(d, tape.out)) if B > 0
+            d = kernel_array(d, self.dtype).reshape(T * B, out_size)
+            dout = (np.ascontiguousarray(self._unmerge(d, tape.out, mode)) if B > 0
                     else np.zeros((0, D * P), dtype=self.dtype))
         dfinal = self._check_d_h_n(d_h_n, B, batched, self._d_state_names)
         grads = {name: np.zeros(shape, dtype=self.dtype) for name, shape in self._shapes.items()}
@@ -315,7 +322,7 @@ class _RNNBase(Parametrized):
             dinp = self._engine.backward(tape, dout, dfinal, dinit, grads)
         else:
             dinp = np.zeros((T * B, self.input_size), dtype=self.dtype)
-        dx = self._format_output(dinp.reshape(T, B, self.input_size), batched)
+        dx = self._format_output(dinp.reshape(T, B, self.input_size), batched, bf)
         dhx = tuple(self._format_state(s, batched) for s in dinit)
         return dx, hx_form(dhx), grads
 
