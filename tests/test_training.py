@@ -520,3 +520,129 @@ def rng_t(request):
     """A numpy Generator seeded from the test id: fixed data per parametrisation."""
     import zlib
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_backward_uses_the_options_of_the_recorded_run(kind, wrap):
+    """batch_first and merge_mode may be reassigned between forward_train and backward: the
+    gradients are still those of the run the tape recorded (as autograd's graph keeps the ops
+    that ran), not of a computation with the new options (which never ran)."""
+    rng = np.random.default_rng(0)
+    T = B = 4                              # batch_first changes no shape: nothing else catches it
+    x = rng.standard_normal((T, B, 3))
+    d = rng.standard_normal((T, B, 5))
+
+    def grads(mode=None, batch_first=None):
+        cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+        m = cls(3, 5, bidirectional=not wrap, merge_mode="sum" if not wrap else "concat",
+                dtype=np.float64, seed=0)
+        run = fusedrnn.GoBackwards(m) if wrap else m
+        _, _, tape = run.forward_train(x)
+        if mode is not None:
+            m.merge_mode = mode
+        if batch_first is not None:
+            m.batch_first = batch_first
+        return run.backward(tape, d)
+
+    want = grads()
+    for mode, batch_first in [(None, True)] + ([] if wrap else [("ave", None), ("mul", None)]):
+        got, what = grads(mode, batch_first), f"merge_mode {mode}, batch_first {batch_first}"
+        assert_tree_close(got[:2], want[:2], np.float64, what)
+        for name in want[2]:
+            assert_grad_close(got[2][name], want[2][name], np.float64, f"{what}: {name}")
+
+
+# forward_train's tape must not alias the caller's initial states: an in-place edit of h0/c0
+# between forward_train and backward must not change the gradients (as test_training's
+# test_tape_keeps_no_caller_memory checks for x).
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("batched", [True, False])
+def test_tape_keeps_no_caller_state_memory(kind, batched):
+    rng = np.random.default_rng(0)
+    T, B, I, H = 4, 2, 3, 5
+    x = rng.standard_normal((T, B, I) if batched else (T, I)).astype(np.float32)
+    sshape = (1, B, H) if batched else (1, H)
+    h0 = rng.standard_normal(sshape).astype(np.float32)
+    c0 = rng.standard_normal(sshape).astype(np.float32)
+    d = np.ones((T, B, H) if batched else (T, H), np.float32)
+
+    def run(edit):
+        cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+        m = cls(I, H, seed=0)
+        hb, cb = h0.copy(), c0.copy()
+        hx = (hb, cb) if kind == "lstm" else hb
+        _, _, tape = m.forward_train(x, hx)
+        if edit:
+            hb[...] = 7.0
+            cb[...] = 7.0
+        return m.backward(tape, d)
+
+    want, got = run(False), run(True)
+    np.testing.assert_array_equal(got[0], want[0], err_msg="dx")
+    for a, b in zip(np.atleast_1d(got[1]) if kind == "gru" else got[1],
+                    np.atleast_1d(want[1]) if kind == "gru" else want[1]):
+        np.testing.assert_array_equal(a, b, err_msg="dhx")
+    for k in want[2]:
+        np.testing.assert_array_equal(got[2][k], want[2][k], err_msg=k)
+
+
+# Dropout in forward_train is PyTorch's inverted dropout: each input of a layer above the first
+# is either zeroed or scaled by 1 / (1 - p).  The tests elsewhere only check that the masks are
+# seeded and change the output; here layer 1 of a GRU is made to read its input back out
+# (z ~ 0, h_1 = tanh(a * input)), and the recovered input divided by layer 0's output (from a
+# one-layer twin run by inference) must take exactly the values 0 and 1 / (1 - p).
+@pytest.mark.parametrize("p", [0.25, 0.5])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_dropout_zeroes_or_scales_by_one_over_keep(p, bidirectional):
+    T, B, I, H, a = 6, 4, 3, 5, 0.01
+    D = 2 if bidirectional else 1
+    model = fusedrnn.GRU(I, H, num_layers=2, dropout=p, bidirectional=bidirectional,
+                         dtype=np.float64, seed=0)
+    first = fusedrnn.GRU(I, H, bidirectional=bidirectional, dtype=np.float64, seed=1)
+    sd = model.state_dict()
+    for d in range(D):
+        s0, s1 = "_l0" + ("_reverse" if d else ""), "_l1" + ("_reverse" if d else "")
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            setattr(first, name + s0, sd[name + s0])
+        w = np.zeros((3 * H, D * H))
+        w[2 * H:, d * H:(d + 1) * H] = a * np.eye(H)      # n = tanh(a * this direction's input)
+        b = np.zeros(3 * H)
+        b[H:2 * H] = -100.0                                   # z = sigmoid(-100) ~ 0: h_t = n_t
+        setattr(model, "weight_ih" + s1, w)
+        setattr(model, "weight_hh" + s1, np.zeros((3 * H, H)))
+        setattr(model, "bias_ih" + s1, b)
+        setattr(model, "bias_hh" + s1, np.zeros(3 * H))
+    x = np.random.default_rng(2).standard_normal((T, B, I))
+    out0, _ = first(x)
+    out, _, _ = model.forward_train(x, rng=3)
+    layer1_input = np.arctanh(out) / a
+    big = np.abs(out0) > 1e-2
+    ratio = layer1_input[big] / out0[big]
+    keep = 1.0 - p
+    dropped = np.abs(ratio) < 1e-6
+    kept = np.abs(ratio - 1.0 / keep) < 1e-6
+    assert np.all(dropped | kept), f"ratios other than 0 and 1/keep: {np.unique(ratio.round(6))}"
+    assert dropped.any() and kept.any()
+
+
+# The dropout masks of forward_train come from a stream of the model's own, derived from the
+# constructor's seed: a numpy Generator given as seed is used for the initial weights only, and
+# training does not draw from it afterwards (nor does drawing from it change the masks).
+@pytest.mark.parametrize("cls", ["LSTM", "GRU"])
+def test_dropout_stream_is_the_models_own(cls):
+    x = np.random.default_rng(1).standard_normal((5, 3, 4)).astype(np.float32)
+
+    def make():
+        gen = np.random.default_rng(0)
+        model = getattr(fusedrnn, cls)(4, 6, num_layers=3, dropout=0.5, seed=gen)
+        return gen, model
+
+    gen, model = make()
+    before = gen.bit_generator.state
+    out_a = model.forward_train(x)[0]
+    assert gen.bit_generator.state == before, "forward_train drew from the caller's Generator"
+
+    gen2, twin = make()
+    gen2.random(1000)                   # the caller uses its generator: the masks do not move
+    np.testing.assert_array_equal(twin.forward_train(x)[0], out_a)
