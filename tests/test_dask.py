@@ -225,3 +225,25 @@ def test_example_script_runs():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| 1 | first |" in proc.stdout and "sequences/s" in proc.stdout
+
+
+# fusedrnn.dask.predict checks hx and lengths when called (not later, inside a task): a wrong
+# num_layers * num_directions axis of h0/c0 and float lengths are refused with the argument named.
+# test_bad_input_table only tries a wrong N axis and a wrong lengths shape.
+@pytest.mark.parametrize("layers_axis", [1, 3])          # the model needs 2 (num_layers=2)
+def test_hx_with_wrong_layer_axis_is_refused(layers_axis):
+    model = fusedrnn.LSTM(2, 5, num_layers=2, seed=0)
+    x = da.zeros((4, 3, 2), chunks=(2, -1, -1), dtype=np.float32)
+    good = np.zeros((2, 4, 5), np.float32)
+    bad = np.zeros((layers_axis, 4, 5), np.float32)
+    with pytest.raises(ValueError, match=r"h0 must have shape \(2, 4, 5\)"):
+        fdask.predict(model, x, hx=(bad, good))
+    with pytest.raises(ValueError, match=r"c0 must have shape \(2, 4, 5\)"):
+        fdask.predict(model, x, hx=(good, bad))
+
+
+def test_float_lengths_are_refused():
+    model = fusedrnn.GRU(2, 5, seed=0)
+    x = da.zeros((4, 3, 2), chunks=(2, -1, -1), dtype=np.float32)
+    with pytest.raises(TypeError, match="lengths"):
+        fdask.predict(model, x, lengths=np.full(4, 3.0))

@@ -294,3 +294,35 @@ def test_bad_seed(cls, seed):
     """The contract allows None, int or Generator; the error type for others is not fixed."""
     with pytest.raises((TypeError, ValueError), match="(?i)seed"):
         construct(cls, seed=seed)
+
+
+# Arguments of the wrong kind that nothing in tests/ tries: a bool as seed / rng (as check_size
+# and check_bool refuse bools for sizes), a cell given to Reversed (GoBackwards' test refuses
+# cells, Reversed's does not), a subclass of a torch module given to from_torch (it may compute
+# something else: only the torch.nn classes themselves are converted).
+@pytest.mark.parametrize("value", [True, False, np.bool_(True)])
+def test_bool_seed_is_refused(value):
+    with pytest.raises(TypeError, match="seed"):
+        fusedrnn.LSTM(3, 4, seed=value)
+    with pytest.raises(TypeError, match="seed"):
+        fusedrnn.GRUCell(3, 4, seed=value)
+
+
+def test_bool_rng_is_refused():
+    model = fusedrnn.GRU(3, 4, num_layers=2, dropout=0.5, seed=0)
+    with pytest.raises(TypeError, match="rng"):
+        model.forward_train(np.zeros((2, 1, 3), np.float32), rng=True)
+
+
+@pytest.mark.parametrize("cell", ["LSTMCell", "GRUCell"])
+def test_reversed_refuses_cells(cell):
+    with pytest.raises(TypeError, match="model"):
+        fusedrnn.Reversed(getattr(fusedrnn, cell)(3, 4))
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "LSTMCell", "GRUCell"])
+def test_from_torch_refuses_subclasses(name):
+    torch = pytest.importorskip("torch")
+    sub = type("Custom" + name, (getattr(torch.nn, name),), {})
+    with pytest.raises(TypeError, match="module must be a torch.nn.LSTM"):
+        fusedrnn.from_torch(sub(3, 4))

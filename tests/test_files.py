@@ -285,3 +285,24 @@ def test_wrapper_refusing_the_model_in_file(tmp_path):
     with pytest.raises(ValueError, match="Reversed") as info:
         fusedrnn.load(path)
     assert str(path) in str(info.value)
+
+
+# An .npz weight member must hold exactly the bytes its .npy header claims: test_files covers
+# members claiming more than they hold, not members with bytes left over (a corrupted or
+# mis-written member whose header was cut, e.g. a (20, 3) header over a (20, 4) array).
+@pytest.mark.parametrize("extra", [4, 4 * 20])
+def test_member_with_bytes_past_its_shape_is_refused(tmp_path, extra):
+    data = W()["weight_ih_l0"].tobytes() + b"\x01" * extra
+    path = tmp_path / "m.npz"
+    path.write_bytes(npz_with_raw({"weight_ih_l0.npy": npy_header_claiming((20, 3), data=data)},
+                                  {**W(weight_ih_l0=None), "__config__": config_array()}))
+    with pytest.raises(ValueError, match=r"weight_ih_l0.*claims shape \(20, 3\)"):
+        fusedrnn.load(path)
+
+
+def test_member_of_exact_size_loads(tmp_path):
+    data = W()["weight_ih_l0"].tobytes()
+    path = tmp_path / "m.npz"
+    path.write_bytes(npz_with_raw({"weight_ih_l0.npy": npy_header_claiming((20, 3), data=data)},
+                                  {**W(weight_ih_l0=None), "__config__": config_array()}))
+    np.testing.assert_array_equal(fusedrnn.load(path).weight_ih_l0, W()["weight_ih_l0"])

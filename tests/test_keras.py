@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import reference
-from conftest import assert_close, import_fusedrnn, import_torch
+from conftest import assert_close, assert_tree_close, import_fusedrnn, import_torch
 from _train_utils import assert_grad_close, assert_grads_close, torch_grads, torch_twin
 
 os.environ.setdefault("KERAS_BACKEND", "torch")     # before keras is imported (fixture below)
@@ -468,3 +468,39 @@ def test_merge_mode_refused(bad):
     with pytest.raises(ValueError, match="merge_mode='sum'.*bidirectional"):
         fusedrnn.GRU(I, H, merge_mode="sum")
     assert fusedrnn.GRU(I, H, merge_mode="concat").merge_mode == "concat"
+
+
+# from_keras's documented bias mapping for GRU(reset_after=False): Keras's one (3*H,) input bias
+# becomes bias_ih (our gate order r, z, n) and bias_hh is zeros.  The output tests cannot see where
+# the bias went (the original GRU form adds b_ih and b_hh), but state_dict(), save files, to_onnx's
+# B input and the gradients' keys can.
+def test_gru_reset_after_false_bias_goes_to_bias_ih():
+    keras = pytest.importorskip("keras")
+    H, I = 4, 3
+    layer = keras.layers.GRU(H, reset_after=False, return_sequences=True)
+    layer.build((2, 5, I))
+    rng = np.random.default_rng(0)
+    layer.set_weights([rng.standard_normal(w.shape).astype(w.dtype) for w in layer.get_weights()])
+    kernel, recurrent, bias = layer.get_weights()
+    assert bias.shape == (3 * H,)
+    model = fusedrnn.from_keras(layer)
+    sd = model.state_dict()
+    z, r, h = bias[:H], bias[H:2 * H], bias[2 * H:]               # Keras: z, r, h
+    np.testing.assert_array_equal(sd["bias_ih_l0"], np.concatenate([r, z, h]))
+    np.testing.assert_array_equal(sd["bias_hh_l0"], np.zeros(3 * H, np.float32))
+
+
+# GoBackwards on unbatched input (seq, features) of a batch_first model (what from_keras
+# returns): time is axis 0 of a 2-D input whatever batch_first says.
+@pytest.mark.parametrize("cls", ["LSTM", "GRU"])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_unbatched_input_is_reversed_in_time(cls, batch_first):
+    model = getattr(fusedrnn, cls)(3, 4, batch_first=batch_first, dtype=np.float64, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    wrapped = fusedrnn.GoBackwards(model)
+    assert_tree_close(wrapped(x), model(np.ascontiguousarray(x[::-1])), np.float64)
+    out, _, tape = wrapped.forward_train(x)
+    assert_tree_close(out, model(np.ascontiguousarray(x[::-1]))[0], np.float64)
+    dx = wrapped.backward(tape, np.ones_like(out))[0]
+    _, _, tape2 = model.forward_train(np.ascontiguousarray(x[::-1]))
+    assert_tree_close(dx, model.backward(tape2, np.ones_like(out))[0][::-1], np.float64)

@@ -189,3 +189,57 @@ def test_bad_batch(batch, exc):
 def test_bad_initial_state():
     with pytest.raises(ValueError, match="hx"):
         fusedrnn.GRU(5, 7).stream(batch=2, hx=np.zeros((1, 3, 7)))
+
+
+# Stream state is the stream's own: hx given to stream()/reset() is copied when given, and
+# stream.state is a copy; editing either in place must not change the chunks that follow (their
+# outputs must equal the model's call from the true state).
+CT, CB, CI, CH = 5, 2, 3, 4
+
+
+def _copy_model(kind):
+    cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+    return cls(CI, CH, dtype=np.float64, seed=0)
+
+
+def _copy_states(kind, rng):
+    h0 = rng.standard_normal((1, CB, CH))
+    return (h0, rng.standard_normal((1, CB, CH))) if kind == "lstm" else h0
+
+
+def _state_parts(hx):
+    return hx if isinstance(hx, tuple) else (hx,)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("how", ["stream", "reset"])
+def test_hx_is_copied_when_given(kind, how):
+    rng = np.random.default_rng(0)
+    model = _copy_model(kind)
+    x = rng.standard_normal((CT, CB, CI))
+    hx = _copy_states(kind, rng)
+    given = tuple(s.copy() for s in _state_parts(hx))
+    given = given if kind == "lstm" else given[0]
+    if how == "stream":
+        stream = model.stream(batch=CB, hx=given)
+    else:
+        stream = model.stream(batch=CB)
+        stream.reset(given)
+    for s in _state_parts(given):
+        s[...] = 5.0                        # edited after being given: the stream keeps its copy
+    assert_tree_close(stream(x), model(x, hx)[0], np.float64)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_state_is_a_copy(kind):
+    rng = np.random.default_rng(1)
+    model = _copy_model(kind)
+    x1, x2 = rng.standard_normal((CT, CB, CI)), rng.standard_normal((CT, CB, CI))
+    stream = model.stream(batch=CB)
+    stream(x1)
+    state = stream.state
+    true = tuple(s.copy() for s in _state_parts(state))
+    for s in _state_parts(state):
+        s[...] = 99.0
+    want = model(x2, true if kind == "lstm" else true[0])[0]
+    assert_tree_close(stream(x2), want, np.float64)

@@ -304,3 +304,38 @@ def test_claims_need_room():
     with pytest.raises(ValueError, match="pk of"):
         k.forward(b, x, out, 0, (h, h), (h.copy(), h.copy()), False, 2)
     assert _kernels.claim_settings()[0] == 1 << 21
+
+
+# backward keeps BLAS on one thread while its kernels run and gives BLAS its thread count back
+# when the call ends (fusedrnn._threads.blas_single_thread); nothing in tests/ checks either.
+def _blas_counts():
+    import threadpoolctl
+    return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+
+@pytest.fixture
+def two_blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        if not _blas_counts() or min(_blas_counts()) < 2:
+            pytest.skip("no BLAS library whose thread count can be set to 2")
+        yield _blas_counts()
+
+
+def test_backward_gives_blas_its_threads_back(two_blas_threads):
+    model = fusedrnn.LSTM(16, 32, num_layers=2, seed=0)
+    x = np.random.default_rng(0).standard_normal((20, 8, 16)).astype(np.float32)
+    out, _, tape = model.forward_train(x)
+    model.backward(tape, np.ones_like(out))
+    assert _blas_counts() == two_blas_threads
+
+
+def test_blas_is_single_threaded_only_inside(two_blas_threads):
+    with _threads.blas_single_thread(_threads.BLAS_SERIAL_SIZE + 1):
+        assert set(_blas_counts()) == {1}
+        with _threads.blas_single_thread(_threads.BLAS_SERIAL_SIZE + 1):   # nested: still 1
+            assert set(_blas_counts()) == {1}
+        assert set(_blas_counts()) == {1}        # the outer call still runs
+    assert _blas_counts() == two_blas_threads
+    with _threads.blas_single_thread(_threads.BLAS_SERIAL_SIZE):         # small: left alone
+        assert _blas_counts() == two_blas_threads
