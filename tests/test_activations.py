@@ -62,3 +62,29 @@ def test_nan_propagates(dtype):
     x = np.full(37, np.nan, dtype=dtype)   # 37: vector body and remainder
     sig, th = _activations(x)
     assert np.isnan(sig).all() and np.isnan(th).all()
+
+
+def _sat_activations(x):
+    sig, th = np.empty_like(x), np.empty_like(x)
+    activations_memview(x, sig, th)
+    return sig, th
+
+
+def test_float32_tanh_rounds_to_one_where_float32_does(isa_path):
+    """|x| >= 9.1: tanh(x) rounds to +-1 in float32; the header's 1.7e-7 bound holds on
+    [8, 30], where a clamp below 9 (the argument of the exp, fr_tanhf_lim) shows."""
+    x = np.linspace(8, 30, 22_001).astype(np.float32)
+    x = np.concatenate([x, -x])
+    _, th = _sat_activations(x)
+    ref = np.tanh(x.astype(np.float64))
+    assert np.array_equal(th[np.abs(x) >= 9.1], np.sign(x[np.abs(x) >= 9.1]))
+    assert (np.abs(th - ref) / np.abs(ref)).max() < 1.7e-7
+
+
+def test_float64_sigmoid_is_zero_below_the_clamp(isa_path):
+    """sigmoid(x) = 0 exactly for x < -708 (the header; NumPy: exp(-x) overflows, 1/inf), not
+    exp(-708); at -700 it is exp(-700) (a normal number) to 1e-15 relative."""
+    x = np.array([-708.5, -709.0, -720.0, -745.0, -800.0, -1e4, -1e300, -np.inf, -700.0])
+    sig, _ = _sat_activations(x)
+    assert np.array_equal(sig[:-1], np.zeros(len(x) - 1))
+    assert abs(sig[-1] - np.exp(-700.0)) <= 1e-15 * np.exp(-700.0)

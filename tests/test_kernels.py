@@ -370,3 +370,48 @@ def test_misaligned_arrays_are_accepted_by_the_layers():
     np.testing.assert_array_equal(m2(x, hx)[0], ref[0])
     cell = fusedrnn.GRUCell(I, H, seed=0)
     np.testing.assert_array_equal(cell(misaligned(x[0])), cell(x[0]))
+
+
+GUARD_RTOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("M,K,N", [(1, 9, 40), (3, 9, 64), (5, 20, 33), (7, 16, 32),
+                                   (11, 40, 70), (13, 33, 32), (601, 600, 40)])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+@pytest.mark.parametrize("cols", ["all", "part"])
+def test_rows_after_m_untouched(isa_path, dtype, M, K, N, beta, cols):
+    """The packed GEMM writes only C[0:M, n0:n1] (packed_gemm.h: threads share C, and a step's rows are followed by other steps' rows in the time loop's buffers). The suite checks the columns outside [n0, n1) but never the rows after M: here C is the first M rows of a larger array whose other rows must stay as they were. Every SIMD path, both dtypes, beta 0 and 1, row counts that leave a remainder in every kernel's row blocks (scalar: 4 rows at a time), M = 1 (A read in place) and several chunks (M K > 1 MiB) with M not a multiple of the chunks."""
+    rng = np.random.default_rng(M * 7 + K)
+    A = rng.standard_normal((M, K)).astype(dtype)
+    W = rng.standard_normal((N, K)).astype(dtype)
+    big = rng.standard_normal((M + 8, N)).astype(dtype)
+    guard = big[M:].copy()
+    C = big[:M]
+    n0, n1 = (0, N) if cols == "all" else (N // 3, N - 1)
+    expected = C.astype(np.float64)
+    expected[:, n0:n1] = A.astype(np.float64) @ W[n0:n1].T.astype(np.float64) \
+        + beta * C[:, n0:n1]
+    _kernels.packed_gemm_memview(A, W, beta, C, n0, n1)
+    np.testing.assert_array_equal(big[M:], guard)
+    tol = GUARD_RTOL[dtype] * np.sqrt(K)
+    np.testing.assert_allclose(C, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("R,M,N", [(1600, 200, 50), (1601, 203, 33), (30, 13, 40)])
+@pytest.mark.parametrize("add", [False, True])
+def test_weight_gradient_rows_after_m_untouched(isa_path, dtype, R, M, N, add):
+    """fr_gemm_packed_at (dW = dG^T X, A read transposed while it is packed, in chunks of
+    rows of dW when M R is over 1 MiB): nothing after dW's M rows is written."""
+    rng = np.random.default_rng(R + M)
+    dG = rng.standard_normal((R, M)).astype(dtype)
+    X = rng.standard_normal((R, N)).astype(dtype)
+    big = rng.standard_normal((M + 8, N)).astype(dtype)
+    guard = big[M:].copy()
+    dW = big[:M]
+    expected = dG.T.astype(np.float64) @ X.astype(np.float64) + (dW if add else 0)
+    _kernels.grad_packed_memview(dG, X, dW, add=add)
+    np.testing.assert_array_equal(big[M:], guard)
+    tol = GUARD_RTOL[dtype] * np.sqrt(R)
+    np.testing.assert_allclose(dW, expected, rtol=tol, atol=tol)

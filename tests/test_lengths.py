@@ -411,3 +411,77 @@ def test_kernel_both_directions_at_once_with_lengths():
     for a, b in zip(outs[0][1], outs[1][1]):
         for u, v in zip(a, b):
             np.testing.assert_array_equal(u, v)
+
+
+NONFINITE_CONFIGS = [("lstm", dict(proj_size=3)), ("lstm", dict()), ("gru", dict())]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("config", NONFINITE_CONFIGS, ids=cfg_id)
+def test_gradients_after_a_nan_batch(config):
+    """Backward's buffers (Engine._buffers "bwd": dhtot, r_all, rh_all, Run.state's hn, ...) are
+    kept between calls with the same T, B.  Their padding rows of a variable-length pass are zeroed
+    by the step backward (lstm_step_back, gru_step_back) so that the weight gradients' sums over
+    every row see zeros there; in finite arithmetic a stale row times a zero row of the other
+    operand is zero, so nothing in the suite notices a missing zeroing.  A batch whose gradients
+    or inputs were non-finite (an overflowed loss, a NaN in x or d_out) leaves NaN in those buffers; the next
+    variable-length batch must still get PyTorch's (finite) gradients."""
+    kind, kw = config
+    dtype = np.float64
+    tm, m = pair(kind, dtype, **kw)
+    tm.train()
+    x, hx = data(kind, m, dtype, False, hx=True)
+    unpack = (lambda a: a) if kind == "lstm" else (lambda a: a[0])
+    # a full-length batch of NaN inputs and gradients (NaN in every row of every buffer)
+    out, hn, tape = m.forward_train(np.full_like(x, np.nan), hx)
+    d_nan = np.full(out.shape, np.nan, dtype)
+    m.backward(tape, d_nan, unpack(tuple(np.full(a.shape, np.nan, dtype)
+                                         for a in (hn if kind == "lstm" else (hn,)))))
+    # then a variable-length batch of the same T, B
+    lengths = PATTERNS["unsorted"]
+    out, hn, tape = m.forward_train(x, hx, lengths=lengths)
+    rng = np.random.default_rng(5)
+    d_out = rng.standard_normal(out.shape).astype(dtype)
+    d_hn = tuple(rng.standard_normal(a.shape).astype(dtype)
+                 for a in (hn if kind == "lstm" else (hn,)))
+    dx, dhx, grads = m.backward(tape, d_out, unpack(d_hn))
+    t_dx, t_dhx, t_grads = torch_packed(tm, x, hx, lengths, (d_out, unpack(d_hn)))
+    assert_close(dx, t_dx, dtype, "dx")
+    for k in grads:
+        assert np.isfinite(grads[k]).all(), k
+        assert_close(grads[k], t_grads[k], dtype, k)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_gru_reset_before_gradients_after_a_nan_batch():
+    """GRU reset_after=False (no PyTorch twin): its W_hn gradient sums dG_n^T (r h_{t-1}) over
+    every row (gru_tail, rh_all); after a NaN batch, central differences of the NumPy
+    reference's loss (tests/reference.py, variable lengths) on W_hh's n rows."""
+    dtype, T, B, I, H = np.float64, 5, 4, 3, 4
+    m = fusedrnn.GRU(I, H, reset_after=False, dtype=dtype, seed=2)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((T, B, I))
+    h0 = 0.5 * rng.standard_normal((1, B, H))
+    out, hn, tape = m.forward_train(np.full_like(x, np.nan), h0)
+    m.backward(tape, np.full(out.shape, np.nan), np.full(hn.shape, np.nan))
+    lengths = [5, 2, 4, 1]
+    out, hn, tape = m.forward_train(x, h0, lengths=lengths)
+    d_out, d_hn = rng.standard_normal(out.shape), rng.standard_normal(hn.shape)
+    _, _, grads = m.backward(tape, d_out, d_hn)
+    assert all(np.isfinite(g).all() for g in grads.values())
+    params = {k: np.array(v, dtype=np.float64) for k, v in m.state_dict().items()}
+
+    def loss():
+        o, h = reference.rnn("gru", params, x, h0, reset_after=False, lengths=lengths)
+        return float(np.sum(o * d_out) + np.sum(h * d_hn))
+
+    W = params["weight_hh_l0"]
+    for idx in [(2 * H, 0), (2 * H + 1, 3), (3 * H - 1, 1), (0, 2), (H + 2, 1)]:
+        orig = W[idx]
+        W[idx] = orig + 1e-6
+        up = loss()
+        W[idx] = orig - 1e-6
+        down = loss()
+        W[idx] = orig
+        np.testing.assert_allclose(grads["weight_hh_l0"][idx], (up - down) / 2e-6,
+                                   rtol=1e-6, atol=1e-8, err_msg=str(idx))

@@ -339,3 +339,87 @@ def test_blas_is_single_threaded_only_inside(two_blas_threads):
     assert _blas_counts() == two_blas_threads
     with _threads.blas_single_thread(_threads.BLAS_SERIAL_SIZE):         # small: left alone
         assert _blas_counts() == two_blas_threads
+
+
+def _claims_model(kind, cfg, dtype, seed):
+    """An LSTM / GRU (reset_after: kind "gru"; "gru_orig": False) of layer config cfg."""
+    base = "gru" if kind.startswith("gru") else "lstm"
+    cls = fusedrnn.LSTM if base == "lstm" else fusedrnn.GRU
+    extra = {"reset_after": kind == "gru"} if base == "gru" else {}
+    return base, cls(dtype=dtype, seed=seed, **cfg, **extra)
+
+
+def _claims_used(model, T, B):
+    layers = model._engine._inference(T, B, None)[2]
+    return [b for _, bufs in layers for b in bufs if b.claims is not None and b.claims.any()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_orig"])
+@pytest.mark.parametrize("B", [4, 6, 7])
+def test_claimed_chunks_of_one_row_block(forced_threads, claims, isa_path, dtype, kind, B):
+    """Claimed chunks pack a step's left operand once per thread (fr_pack_left) unless the
+    block kernel reads it in place: on the AVX2 path a step of up to 6 rows (its most) is one
+    row block read in place, 7 rows are two. Every SIMD path, against the reference."""
+    cfg = layer_cfg(5, 64, num_layers=1, bidirectional=False, proj_size=0)
+    base, model = _claims_model(kind, cfg, dtype, 5)
+    x, hx = layer_data(np.random.default_rng(B), base, cfg, 4, B, hx=True, dtype=dtype)
+    fusedrnn.set_num_threads(2)
+    got = model(x, hx)
+    assert _claims_used(model, 4, B)
+    assert_tree_close(got, ref_layer(base, model.state_dict(), x, hx, cfg,
+                                     reset_after=kind != "gru_orig"), dtype)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_orig"])
+def test_claimed_chunks_last_chunk_shorter(forced_threads, claims, kind):
+    """H = 832 = 26 panels on 2 threads: chunks of 3 panels (96 units) and a last one of 64,
+    which claim_next clips to H (every CLAIM_CASES chunk is one whole panel)."""
+    cfg = layer_cfg(4, 832, num_layers=1, bidirectional=False, proj_size=0)
+    base, model = _claims_model(kind, cfg, np.float32, 6)
+    x, hx = layer_data(np.random.default_rng(7), base, cfg, 3, 3, hx=True, dtype=np.float32)
+    fusedrnn.set_num_threads(2)
+    expected = ref_layer(base, model.state_dict(), x, hx, cfg, reset_after=kind != "gru_orig")
+    for skew in (0, 1):
+        claims.claim_settings(skew=skew)
+        got = model(x, hx)
+        assert _claims_used(model, 3, 3)
+        assert_tree_close(got, expected, np.float32)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_orig"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_claimed_projection_of_a_large_x_block(forced_threads, claims, kind, dtype):
+    """I = 1024, B = 16, T = 66: the x block a claimed chunk projects (packed once per thread
+    into Run.pk) is packed in several chunks of rows (packed_gemm.h, M K over 1 MiB)."""
+    I, H, T, B = 1024, 64, 66, 16
+    cfg = layer_cfg(I, H, num_layers=1, bidirectional=False, proj_size=0)
+    base, model = _claims_model(kind, cfg, dtype, 11)
+    x, hx = layer_data(np.random.default_rng(12), base, cfg, T, B, hx=True, dtype=dtype)
+    fusedrnn.set_num_threads(2)
+    got = model(x, hx)
+    bufs = _claims_used(model, T, B)
+    assert bufs and all(b.gblk < T and b.pksz - b.pkx >= b.gblk * B * I for b in bufs)
+    expected = ref_layer(base, model.state_dict(), x, hx, cfg, reset_after=kind != "gru_orig")
+    if dtype == np.float64:
+        assert_tree_close(got, expected, dtype)
+    else:   # sums of 1024 terms: a looser bound than conftest's float32 tolerance
+        for a, e in zip(flatten(got), flatten(expected)):
+            np.testing.assert_allclose(a, e, rtol=1e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_orig"])
+@pytest.mark.parametrize("H, threads", [(2, 1), (18, 2)])
+def test_two_unit_range_odd_batch(forced_threads, isa_path, dtype, kind, H, threads):
+    """The gate passes run rows in pairs (rnn_math.h fr_pair_at / fr_npairs): an odd last row
+    as its two halves of units, an odd last unit as a pair of itself.  A range of exactly 2
+    units (H = 2, or a thread's last chunk of 2 units: H = 18 on 2 threads) is the one width
+    whose halves are single units with no odd unit left; B = 3."""
+    cfg = layer_cfg(3, H, num_layers=1, bidirectional=True, proj_size=0)
+    base, model = _claims_model(kind, cfg, dtype, 8)
+    x, hx = layer_data(np.random.default_rng(H + 3), base, cfg, 4, 3, hx=True, dtype=dtype)
+    fusedrnn.set_num_threads(threads)
+    got = model(x, hx)
+    expected = ref_layer(base, model.state_dict(), x, hx, cfg, reset_after=kind != "gru_orig")
+    assert_tree_close(got, expected, dtype)

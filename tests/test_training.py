@@ -646,3 +646,31 @@ def test_dropout_stream_is_the_models_own(cls):
     gen2, twin = make()
     gen2.random(1000)                   # the caller uses its generator: the masks do not move
     np.testing.assert_array_equal(twin.forward_train(x)[0], out_a)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("H, threads", [(2, 1), (18, 2)])
+def test_two_unit_range_odd_batch_gradients(forced_threads, isa_path, kind, H, threads):
+    """Backward's passes pair rows as the forward ones (test_threads'
+    test_two_unit_range_odd_batch): a 2-unit range with an odd batch, against torch autograd."""
+    dtype, T, B = np.float64, 4, 3
+    cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
+    model = cls(3, H, dtype=dtype, seed=9)
+    rng = np.random.default_rng(H)
+    x = rng.standard_normal((T, B, 3))
+    hx = random_state(rng, state_shapes(kind, 1, 1, B, H, H, False), dtype)
+    fusedrnn.set_num_threads(threads)
+    out, h_n, tape = model.forward_train(x, hx)
+    go = rng.standard_normal(out.shape)
+    if kind == "lstm":
+        gh, gc = rng.standard_normal(h_n[0].shape), rng.standard_normal(h_n[1].shape)
+        dx, dhx, grads = model.backward(tape, go, (gh, gc))
+        flat = [go, gh, gc]
+    else:
+        gh = rng.standard_normal(h_n.shape)
+        dx, dhx, grads = model.backward(tape, go, gh)
+        flat = [go, gh]
+    t_outs, t_dx, t_dhx, t_grads = torch_grads(torch_twin(model, kind), x, hx, flat)
+    assert_grad_close(out, t_outs[0], dtype, "out")
+    assert_grad_close(dx, t_dx, dtype, "dx")
+    assert_grads_close(grads, t_grads, dtype)
