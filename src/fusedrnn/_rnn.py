@@ -73,8 +73,11 @@ class _RNNBase(Parametrized):
 
     @property
     def _out_size(self):
-        """Features of out: D*P (concat), P when merge_mode combines the two directions."""
-        return self.num_directions * self._P if self.merge_mode == "concat" else self._P
+        return self._merged_size(self.merge_mode)
+
+    def _merged_size(self, mode):
+        """Features of out merged by `mode`: D*P (concat), P when it combines the directions."""
+        return self.num_directions * self._P if mode == "concat" else self._P
 
     def _suffix(self, layer, direction):
         return f"_l{layer}" + ("_reverse" if direction == 1 else "")
@@ -301,7 +304,7 @@ class _RNNBase(Parametrized):
         # the layout and merge_mode of the forward pass the tape recorded (they may have been
         # reassigned since: the gradients are those of the computation that ran, as autograd's)
         bf, mode = tape.batch_first, tape.merge_mode
-        out_size = D * P if mode == "concat" else P
+        out_size = self._merged_size(mode)
         out_shape = self._format_output(np.empty((T, B, out_size), dtype=self.dtype), batched,
                                         bf).shape
         if d_out is None:
