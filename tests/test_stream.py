@@ -6,8 +6,8 @@ same code path)."""
 import numpy as np
 import pytest
 
-from conftest import (DTYPES, assert_tree_close, import_fusedrnn, layer_cfg, layer_data,
-                      ref_layer)
+from conftest import (DTYPES, assert_tree_close, flatten, import_fusedrnn, layer_cfg,
+                      layer_data, ref_layer)
 
 fusedrnn = import_fusedrnn()
 
@@ -194,52 +194,36 @@ def test_bad_initial_state():
 # Stream state is the stream's own: hx given to stream()/reset() is copied when given, and
 # stream.state is a copy; editing either in place must not change the chunks that follow (their
 # outputs must equal the model's call from the true state).
-CT, CB, CI, CH = 5, 2, 3, 4
-
-
-def _copy_model(kind):
-    cls = fusedrnn.LSTM if kind == "lstm" else fusedrnn.GRU
-    return cls(CI, CH, dtype=np.float64, seed=0)
-
-
-def _copy_states(kind, rng):
-    h0 = rng.standard_normal((1, CB, CH))
-    return (h0, rng.standard_normal((1, CB, CH))) if kind == "lstm" else h0
-
-
-def _state_parts(hx):
-    return hx if isinstance(hx, tuple) else (hx,)
+def _copied(hx):
+    """A copy of a state: an array, or a tuple of them (LSTM)."""
+    return tuple(s.copy() for s in hx) if isinstance(hx, tuple) else hx.copy()
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("how", ["stream", "reset"])
 def test_hx_is_copied_when_given(kind, how):
-    rng = np.random.default_rng(0)
-    model = _copy_model(kind)
-    x = rng.standard_normal((CT, CB, CI))
-    hx = _copy_states(kind, rng)
-    given = tuple(s.copy() for s in _state_parts(hx))
-    given = given if kind == "lstm" else given[0]
+    model, cfg = build(kind, 0, True, np.float64, 1)
+    x, hx = layer_data(np.random.default_rng(0), kind, cfg, 5, 2, hx=True)
+    given = _copied(hx)
     if how == "stream":
-        stream = model.stream(batch=CB, hx=given)
+        stream = model.stream(batch=2, hx=given)
     else:
-        stream = model.stream(batch=CB)
+        stream = model.stream(batch=2)
         stream.reset(given)
-    for s in _state_parts(given):
+    for s in flatten(given):
         s[...] = 5.0                        # edited after being given: the stream keeps its copy
     assert_tree_close(stream(x), model(x, hx)[0], np.float64)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_state_is_a_copy(kind):
+    model, cfg = build(kind, 0, True, np.float64, 1)
     rng = np.random.default_rng(1)
-    model = _copy_model(kind)
-    x1, x2 = rng.standard_normal((CT, CB, CI)), rng.standard_normal((CT, CB, CI))
-    stream = model.stream(batch=CB)
+    (x1, _), (x2, _) = layer_data(rng, kind, cfg, 5, 2), layer_data(rng, kind, cfg, 5, 2)
+    stream = model.stream(batch=2)
     stream(x1)
     state = stream.state
-    true = tuple(s.copy() for s in _state_parts(state))
-    for s in _state_parts(state):
+    true = _copied(state)
+    for s in flatten(state):
         s[...] = 99.0
-    want = model(x2, true if kind == "lstm" else true[0])[0]
-    assert_tree_close(stream(x2), want, np.float64)
+    assert_tree_close(stream(x2), model(x2, true)[0], np.float64)

@@ -230,6 +230,24 @@ def claims():
     _kernels.claim_settings(*old)
 
 
+def _claims_model(kind, cfg, dtype, seed):
+    """An LSTM (kind "lstm", "lstm_proj") or GRU (reset_after: "gru"; "gru_orig": False)."""
+    base = "gru" if kind.startswith("gru") else "lstm"
+    cls = fusedrnn.LSTM if base == "lstm" else fusedrnn.GRU
+    extra = {"reset_after": kind == "gru"} if base == "gru" else {}
+    return base, cls(dtype=dtype, seed=seed, **cfg, **extra)
+
+
+def _inference_bufs(model, T, B):
+    """The inference buffers of every layer and direction for T steps of B rows."""
+    return [b for _, bufs in model._engine._inference(T, B, None)[2] for b in bufs]
+
+
+def _all_claimed(model, T, B):
+    """Whether every layer and direction's last inference call used its claim counters."""
+    return all(b.claims is not None and b.claims.any() for b in _inference_bufs(model, T, B))
+
+
 CLAIM_CASES = [  # I, H, T, B, layers, bidirectional, variable lengths, threads
     (9, 64, 6, 64, 1, False, False, 2),     # projection by blocks of 4 steps, in the chunks
     (9, 96, 6, 64, 1, False, False, 3),
@@ -255,12 +273,9 @@ def test_claimed_chunks(forced_threads, claims, isa_path, rng, dtype, kind, I, H
     in inference and in training's forward: the same results, to the bit, as one thread,
     whichever thread computes a chunk (claim_skew: each thread first claims another's chunks),
     on every SIMD path; and the reference's, and one thread's gradients."""
-    base = "gru" if kind.startswith("gru") else "lstm"
     cfg = layer_cfg(I, H, num_layers=num_layers, bidirectional=bidirectional,
                     proj_size=5 if kind == "lstm_proj" else 0)
-    cls = fusedrnn.LSTM if base == "lstm" else fusedrnn.GRU
-    extra = {"reset_after": kind == "gru"} if base == "gru" else {}
-    model = cls(dtype=dtype, seed=4, **cfg, **extra)
+    base, model = _claims_model(kind, cfg, dtype, 4)
     x, hx = layer_data(rng, base, cfg, T, B, hx=True, dtype=dtype)
     lens = None
     if lengths:
@@ -278,9 +293,7 @@ def test_claimed_chunks(forced_threads, claims, isa_path, rng, dtype, kind, I, H
         claims.claim_settings(skew=skew)
         got = model(x, hx, lengths=lens)
         if lens is None:        # the counters of the inference buffers were used
-            layers = model._engine._inference(T, B, None)[2]
-            assert all(b.claims is not None and b.claims.any() for _, bufs in layers
-                       for b in bufs)
+            assert _all_claimed(model, T, B)
         out, hn, tape = model.forward_train(x, hx, lengths=lens)
         for a, b in zip(flatten(want) + flatten((out1, hn1)), flatten(got) + flatten((out, hn))):
             np.testing.assert_array_equal(b, a)
@@ -341,19 +354,6 @@ def test_blas_is_single_threaded_only_inside(two_blas_threads):
         assert _blas_counts() == two_blas_threads
 
 
-def _claims_model(kind, cfg, dtype, seed):
-    """An LSTM / GRU (reset_after: kind "gru"; "gru_orig": False) of layer config cfg."""
-    base = "gru" if kind.startswith("gru") else "lstm"
-    cls = fusedrnn.LSTM if base == "lstm" else fusedrnn.GRU
-    extra = {"reset_after": kind == "gru"} if base == "gru" else {}
-    return base, cls(dtype=dtype, seed=seed, **cfg, **extra)
-
-
-def _claims_used(model, T, B):
-    layers = model._engine._inference(T, B, None)[2]
-    return [b for _, bufs in layers for b in bufs if b.claims is not None and b.claims.any()]
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "gru_orig"])
 @pytest.mark.parametrize("B", [4, 6, 7])
@@ -366,7 +366,7 @@ def test_claimed_chunks_of_one_row_block(forced_threads, claims, isa_path, dtype
     x, hx = layer_data(np.random.default_rng(B), base, cfg, 4, B, hx=True, dtype=dtype)
     fusedrnn.set_num_threads(2)
     got = model(x, hx)
-    assert _claims_used(model, 4, B)
+    assert _all_claimed(model, 4, B)
     assert_tree_close(got, ref_layer(base, model.state_dict(), x, hx, cfg,
                                      reset_after=kind != "gru_orig"), dtype)
 
@@ -383,7 +383,7 @@ def test_claimed_chunks_last_chunk_shorter(forced_threads, claims, kind):
     for skew in (0, 1):
         claims.claim_settings(skew=skew)
         got = model(x, hx)
-        assert _claims_used(model, 3, 3)
+        assert _all_claimed(model, 3, 3)
         assert_tree_close(got, expected, np.float32)
 
 
@@ -398,8 +398,9 @@ def test_claimed_projection_of_a_large_x_block(forced_threads, claims, kind, dty
     x, hx = layer_data(np.random.default_rng(12), base, cfg, T, B, hx=True, dtype=dtype)
     fusedrnn.set_num_threads(2)
     got = model(x, hx)
-    bufs = _claims_used(model, T, B)
-    assert bufs and all(b.gblk < T and b.pksz - b.pkx >= b.gblk * B * I for b in bufs)
+    assert _all_claimed(model, T, B)
+    assert all(b.gblk < T and b.pksz - b.pkx >= b.gblk * B * I      # x blocks in the chunks
+               for b in _inference_bufs(model, T, B))
     expected = ref_layer(base, model.state_dict(), x, hx, cfg, reset_after=kind != "gru_orig")
     if dtype == np.float64:
         assert_tree_close(got, expected, dtype)
