@@ -144,6 +144,64 @@ def test_directions_together_or_in_turn(forced_threads, monkeypatch, rng, thread
         assert_tree_close(grads[1][name], grads[0][name], np.float64, what=name)
 
 
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize("make, B, together", [
+    # LSTM W_hh packs to (4H, H): H 1024 f32 is 16 MiB per direction, 2 x 16 > 0.6 x 32 MiB
+    (lambda: fusedrnn.LSTM(8, 1024, bidirectional=True), 1, False),
+    (lambda: fusedrnn.LSTM(8, 1024, bidirectional=True), 15, False),
+    (lambda: fusedrnn.LSTM(8, 1024, bidirectional=True), 16, True),     # bound by FLOPs
+    (lambda: fusedrnn.LSTM(8, 768, bidirectional=True), 1, True),       # 2 x 9 MiB
+    (lambda: fusedrnn.GRU(8, 1024, bidirectional=True), 1, False),      # 2 x 12 MiB
+    (lambda: fusedrnn.LSTM(8, 768, bidirectional=True, dtype=np.float64), 1, False),  # 2 x 18
+    # with a projection: W_hh (4096, 256) 4 MiB + W_hr (256, 1024) 1 MiB per direction
+    (lambda: fusedrnn.LSTM(8, 1024, bidirectional=True, proj_size=256), 1, True),
+])
+def test_directions_in_turn_when_their_weights_exceed_the_cache(monkeypatch, make, B, together):
+    """A small batch of a bidirectional layer whose two directions' packed recurrent weights
+    exceed TOGETHER_CACHE_SHARE (0.6) of the last-level cache runs the directions one after the
+    other on the whole team (each step then reads one direction's weights from the cache, not
+    both from memory); from TOGETHER_CACHE_ROWS (16) rows on, or when they fit, together."""
+    from fusedrnn import _engine
+    monkeypatch.setattr(_engine, "last_level_cache", lambda: 32 * MIB)
+    fusedrnn.set_num_threads(2)
+    try:
+        model = make()
+        assert model._engine._plan(B) == (2, together)
+        monkeypatch.setattr(_engine, "last_level_cache", lambda: 1024 * MIB)
+        assert model._engine._plan(B) == (2, True)
+        assert model._engine._plan(B, lengths=np.array([1]))[1] is False
+    finally:
+        fusedrnn.set_num_threads(None)
+
+
+def test_recurrent_bytes_of_a_direction():
+    """The bytes the cache rule counts: packed W_hh, columns padded to panels of 32 (and W_hr)."""
+    lstm = fusedrnn.LSTM(8, 33, bidirectional=True)
+    assert lstm._engine._recurrent_bytes() == 160 * 33 * 4           # 132 gate rows -> 160
+    gru = fusedrnn.GRU(8, 33, dtype=np.float64)
+    assert gru._engine._recurrent_bytes() == 128 * 33 * 8            # 99 -> 128
+    proj = fusedrnn.LSTM(8, 40, proj_size=7)
+    assert proj._engine._recurrent_bytes() == (160 * 7 + 32 * 40) * 4  # W_hh (160, 7), W_hr (7->32, 40)
+
+
+def test_last_level_cache_from_sysfs(tmp_path):
+    """The cache sizes come from sysfs' cpu0/cache/index*/size (K, M suffixes; unreadable
+    entries skipped); no sysfs: none, and last_level_cache falls back to LLC_DEFAULT."""
+    from fusedrnn import _engine
+    for name, size in [("index0", "32K"), ("index1", "32K"), ("index2", "1024K"),
+                       ("index3", "32768K\n"), ("index4", "garbage"), ("index5", "2M")]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "size").write_text(size)
+    (tmp_path / "index6").mkdir()                     # no size file
+    (tmp_path / "uevent").write_text("")
+    assert _engine.cache_sizes(str(tmp_path)) == [32 << 10, 32 << 10, 1 << 20, 32 * MIB, 2 * MIB]
+    assert _engine.cache_sizes(str(tmp_path / "missing")) == []
+    assert _engine.LLC_DEFAULT == 32 * MIB
+    assert _engine.last_level_cache() >= 1 << 20
+
+
 @pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="no fork on this platform")
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_forked_child_after_a_multithreaded_call(bidirectional):
