@@ -147,6 +147,24 @@ def test_gemm_peak_and_read_bandwidth_formulas(monkeypatch):
         pytest.approx((1 << 20) / 0.5 / 1e9)
 
 
+def test_read_bandwidth_warms_up_first(monkeypatch):
+    """The timed repeats of the read come after at least `warmup` seconds of the same reads
+    (other threads spinning after the GEMM peak's BLAS call cut the bandwidth 20x)."""
+    import fusedrnn._kernels as kernels
+    clock = iter(range(10 ** 6))
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(
+        perf_counter=lambda: 0.1 * next(clock)))            # every call: 0.1 s later
+    calls = []
+    monkeypatch.setattr(kernels, "read_passes", lambda buf, k, n: calls.append(k))
+    timing.measure_read_bandwidth(4096, 1, reps=3, bytes_per_rep=1 << 20, warmup=1.0)
+    # t_end = 1.0 from the clock's 0.0; the loop reads until the clock passes it (0.1 .. 1.0:
+    # 10 checks, 9 of them before t_end), then 3 timed repeats
+    assert len(calls) == 1 + 9 + 3
+    calls.clear()
+    timing.measure_read_bandwidth(4096, 1, reps=3, bytes_per_rep=1 << 20, warmup=0.0)
+    assert len(calls) == 1 + 3
+
+
 def _mod():
     spec = importlib.util.spec_from_file_location(
         "best_of_runs", os.path.join(ROOT, "tools", "best_of_runs.py"))

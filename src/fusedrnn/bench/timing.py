@@ -134,7 +134,7 @@ def measure_gemm_peak(dtype, threads: int, n: int = 2048, reps: int = 5) -> floa
 
 
 def measure_read_bandwidth(nbytes: int, threads: int, reps: int = 7,
-                           bytes_per_rep: int = 64 << 20) -> float:
+                           bytes_per_rep: int = 64 << 20, warmup: float = 0.25) -> float:
     """Read bandwidth (GB/s) of a plain streaming loop over a buffer of ``nbytes`` bytes with
     ``threads`` threads: the median over ``reps`` repeats.
 
@@ -144,12 +144,20 @@ def measure_read_bandwidth(nbytes: int, threads: int, reps: int = 7,
     GIL; k is chosen so a repeat reads about ``bytes_per_rep`` bytes, and the data read stays
     ``nbytes``, so it is as cache-resident as a weight of that size.  (NumPy's reductions from
     Python threads, used before, hold the GIL: "2 threads" read one after the other.)
+    The repeats follow at least ``warmup`` seconds of the same reads: the GEMM peak is measured
+    just before, and OpenBLAS's threads go on spinning for a while after a call, on the cores
+    the read needs (on our 2-core guest a 1 MiB read on 2 threads right after a 2048^2 matmul
+    gave 8.4 GB/s in 2 tries of 3, and a "% stream" of 1172% in one report, against 185-224
+    GB/s in every try after a 0.25 s warm-up).
     """
     from .. import _kernels
     n = max(threads, nbytes // 4)
     buf = np.ones(n, dtype=np.uint32)
     k = max(1, -(-bytes_per_rep // (4 * n)))
+    t_end = time.perf_counter() + warmup
     _kernels.read_passes(buf, k, threads)          # warm-up: caches, the OpenMP threads
+    while time.perf_counter() < t_end:             # ... and other threads' spinning
+        _kernels.read_passes(buf, k, threads)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
