@@ -186,7 +186,7 @@ def test_recurrent_bytes_of_a_direction():
     assert proj._engine._recurrent_bytes() == (160 * 7 + 32 * 40) * 4  # W_hh (160, 7), W_hr (7->32, 40)
 
 
-def test_last_level_cache_from_sysfs(tmp_path):
+def test_last_level_cache_from_sysfs(tmp_path, monkeypatch):
     """The cache sizes come from sysfs' cpu0/cache/index*/size (K, M suffixes; unreadable
     entries skipped); no sysfs: none, and last_level_cache falls back to LLC_DEFAULT."""
     from fusedrnn import _engine
@@ -198,8 +198,11 @@ def test_last_level_cache_from_sysfs(tmp_path):
     (tmp_path / "uevent").write_text("")
     assert _engine.cache_sizes(str(tmp_path)) == [32 << 10, 32 << 10, 1 << 20, 32 * MIB, 2 * MIB]
     assert _engine.cache_sizes(str(tmp_path / "missing")) == []
-    assert _engine.LLC_DEFAULT == 32 * MIB
     assert _engine.last_level_cache() >= 1 << 20
+    monkeypatch.setattr(_engine, "cache_sizes", lambda: [1 << 20, 32 * MIB, 2 * MIB])
+    assert _engine.last_level_cache.__wrapped__() == 32 * MIB       # the largest
+    monkeypatch.setattr(_engine, "cache_sizes", lambda: [])
+    assert _engine.last_level_cache.__wrapped__() == _engine.LLC_DEFAULT == 32 * MIB
 
 
 @pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="no fork on this platform")
