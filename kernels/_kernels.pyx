@@ -57,6 +57,12 @@ CELL_KINDS = {"lstm": LSTM_CELL, "gru": GRU_CELL, "gru_orig": GRU_ORIG_CELL}
 cdef enum:
     SMALL_ROWS = 4
 
+# A pass may split its batch into parts (Kernel.forward's parts; fusedrnn._engine.PART_MIN_ROWS):
+# each part is a solo pass (Run.solo) over its rows, on its own thread.
+cdef enum:
+    MAX_PARTS = 64
+PARTS_MAX = MAX_PARTS
+
 # Inference runs the input projection block by block, Run.gblk steps at a time, right before
 # the block's steps, when a block of max(PROJ_BLOCK_ROWS, I) rows has gates of at most
 # PROJ_BLOCK_BYTES (Kernel._gates_block).  The block's gates are then still in cache when its
@@ -135,7 +141,7 @@ cdef void pad_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
         return
     Bt = r.nact[t]
     nxt = r.nact[t - 1] if r.reverse and t > 0 else Bt
-    cdef floating *out = <floating *>r.out + t * B * r.ldo
+    cdef floating *out = <floating *>r.out + t * r.ldt * r.ldo
     unit_chunk(P, tid, nt, &lo, &hi)
     if lo < hi:
         for b in range(Bt, nxt):
@@ -150,6 +156,12 @@ cdef void pad_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
                        <const floating *>r.c0 + b * H + lo, (hi - lo) * sizeof(floating))
 
 
+cdef inline void phase_end(const Run *r) noexcept nogil:
+    """The end of a phase of a forward pass: a barrier of the team, but in a solo pass."""
+    if not r.solo:
+        fr_barrier()
+
+
 cdef inline const floating *h_prev(const Run *r, const floating *out, Py_ssize_t s,
                                    Py_ssize_t P, Py_ssize_t *ld) noexcept nogil:
     """h_{t-1} of step s: h0 (row stride P) at the first step, else the previous step's rows
@@ -158,7 +170,7 @@ cdef inline const floating *h_prev(const Run *r, const floating *out, Py_ssize_t
         ld[0] = P
         return <const floating *>r.h0
     ld[0] = r.ldo
-    return out + step_time(r, s - 1) * r.B * r.ldo
+    return out + step_time(r, s - 1) * r.ldt * r.ldo
 
 
 cdef inline const floating *state_prev(const Run *r, const floating *state, Py_ssize_t s,
@@ -295,14 +307,21 @@ cdef void project(const Cell *cl, const Run *r, Py_ssize_t t0, Py_ssize_t n, int
     """The input projection of the n time indices from t0 (all T, or a block of Run.gblk):
     gates = x W_ih^T, one packed GEMM whose rows (few rows, or blocks with own units: columns)
     are shared between the threads, into Run.gates from its first row."""
-    cdef Py_ssize_t B = r.B, G = cl.G, I = cl.I_, lo, hi
+    cdef Py_ssize_t B = r.B, G = cl.G, I = cl.I_, lo, hi, t
     cdef floating *work = <floating *>r.work + tid * r.wsz
     if r.nact != NULL:
         pgemm_steps(tid, nt, n, B, r.nact + t0, G, I,
                     <const floating *>r.x + (0 if r.xrow != NULL else t0 * B * I),
                     r.xrow + t0 * B if r.xrow != NULL else NULL, I,
                     <const floating *>r.wp_ih, <floating *>r.gates, G, work)
-        fr_barrier()
+        phase_end(r)
+    elif r.ldt != B:
+        # a part of a batch split: its rows of x are B of every ldt, one product per time index
+        for t in range(t0, t0 + n):
+            pgemm_rows(tid, nt, B, G, I, <const floating *>r.x + t * r.ldt * I, I,
+                       <const floating *>r.wp_ih, <floating>0,
+                       <floating *>r.gates + (t - t0) * B * G, G, work)
+        phase_end(r)
     elif n * B <= SMALL_ROWS or (own and r.gblk < r.T):
         # split as the steps split their products (pgemm_gates): with own units, a thread's
         # steps read only the columns it computes here, so no barrier (and none before the
@@ -313,7 +332,7 @@ cdef void project(const Cell *cl, const Run *r, Py_ssize_t t0, Py_ssize_t n, int
     else:
         pgemm_rows(tid, nt, n * B, G, I, <const floating *>r.x + t0 * B * I, I,
                    <const floating *>r.wp_ih, <floating>0, <floating *>r.gates, G, work)
-        fr_barrier()
+        phase_end(r)
 
 
 cdef void forward_thread(const Cell *cl, const Run *r, int tid, int nt, int split,
@@ -368,13 +387,14 @@ cdef void backward_thread(const Cell *cl, const Run *r, const Grad *gr, int tid,
 
 
 cdef void run_forward(const Cell **cells, const Run **runs, int n, int threads) noexcept nogil:
-    """Forward passes of n (1 or 2) cells with the same phases (the two directions of a layer):
-    with n == 2 and >= 2 threads they run at the same time, each on its share of the threads."""
+    """Forward passes of n cells with the same phases (the two directions of a layer, or the
+    parts of a batch split): with n >= 2 and >= 2 threads they run at the same time, solo
+    passes (Run.solo) each on one thread, two directions otherwise each on its share."""
     cdef int tid = 0, nt = 1, k, group = 0, split = SPLIT_UNITS
     cdef bint together = n == 2 and threads >= 2
-    if n == 2 and not together:
-        run_forward(cells, runs, 1, threads)
-        run_forward(cells + 1, runs + 1, 1, threads)
+    if n >= 2 and threads < 2:
+        for k in range(n):
+            run_forward(cells + k, runs + k, 1, threads)
         return
     if threads <= 1:
         # no parallel region (its start costs about a microsecond, much of a short call);
@@ -389,23 +409,56 @@ cdef void run_forward(const Cell **cells, const Run **runs, int n, int threads) 
         tid = fr_thread_num()
         nt = fr_num_threads()
         group = 0
-        # every thread decides the same (the team's barriers must match in number)
-        split = team_split(cells[0], runs[0], nt)
-        if together and nt >= 2:
-            split = min(team_split(cells[0], runs[0], (nt + 1) // 2),
-                        team_split(cells[1], runs[1], nt // 2))
-            # thread tid of the team is thread tid // 2 of its direction's group
-            group = tid % 2
-            nt = (nt - group + 1) // 2
-            tid = tid // 2
-        if together and fr_num_threads() < 2:
-            # a team of one (OpenMP gave fewer threads than asked): the directions in turn
-            forward_cell(cells[0], runs[0], 0, 1, SPLIT_UNITS)
-            forward_cell(cells[1], runs[1], 0, 1, SPLIT_UNITS)
+        if runs[0].solo:
+            # each thread its passes alone: tid, tid + nt, ...
+            k = tid
+            while k < n:
+                forward_cell(cells[k], runs[k], 0, 1, SPLIT_UNITS)
+                k = k + nt
         else:
-            forward_cell(cells[group], runs[group], tid, nt, split)
+            # every thread decides the same (the team's barriers must match in number)
+            split = team_split(cells[0], runs[0], nt)
+            if together and nt >= 2:
+                split = min(team_split(cells[0], runs[0], (nt + 1) // 2),
+                            team_split(cells[1], runs[1], nt // 2))
+                # thread tid of the team is thread tid // 2 of its direction's group
+                group = tid % 2
+                nt = (nt - group + 1) // 2
+                tid = tid // 2
+            if together and fr_num_threads() < 2:
+                # a team of one (OpenMP gave fewer threads than asked): the directions in turn
+                forward_cell(cells[0], runs[0], 0, 1, SPLIT_UNITS)
+                forward_cell(cells[1], runs[1], 0, 1, SPLIT_UNITS)
+            else:
+                forward_cell(cells[group], runs[group], tid, nt, split)
     for k in range(n):
         finish_forward(cells[k], runs[k])
+
+
+cdef inline void *rows_at(const void *p, Py_ssize_t n, Py_ssize_t isz) noexcept nogil:
+    """p advanced by n elements of isz bytes (a buffer without rows stays NULL)."""
+    return <char *>p + n * isz if p != NULL else NULL
+
+
+cdef void part_run(const Cell *cl, const Run *whole, Run *part, Py_ssize_t b0, Py_ssize_t b1,
+                   int p) noexcept nogil:
+    """Part p of a batch split of the pass `whole` (may be the same Run): a solo pass over
+    its rows b0 .. b1 of every time index, on workspace p and its own rows of the buffers."""
+    cdef Py_ssize_t isz = 8 if cl.dbl else 4
+    cdef Py_ssize_t B = whole.B
+    part[0] = whole[0]
+    part.B, part.ldt, part.solo = b1 - b0, B, True
+    part.x = rows_at(whole.x, b0 * cl.I_, isz)
+    part.out = rows_at(whole.out, b0 * whole.ldo, isz)
+    part.h0 = rows_at(whole.h0, b0 * cl.P, isz)
+    part.h_n = rows_at(whole.h_n, b0 * cl.P, isz)
+    part.c0 = rows_at(whole.c0, b0 * cl.H, isz)
+    part.c_n = rows_at(whole.c_n, b0 * cl.H, isz)
+    part.gates = rows_at(whole.gates, whole.gblk * b0 * cl.G, isz)
+    part.state = rows_at(whole.state, 2 * b0 * cl.H, isz)     # (2 slots of B rows)
+    part.aux = rows_at(whole.aux, b0 * (cl.G if cl.kind == GRU_CELL else cl.H), isz)
+    part.work = rows_at(whole.work, p * whole.wsz, isz)
+    part.pk, part.claims = NULL, NULL
 
 
 cdef inline int team_split(const Cell *cl, const Run *r, int nt) noexcept nogil:
@@ -446,7 +499,7 @@ cdef void finish_forward(const Cell *cl, const Run *r) noexcept nogil:
             while s > 0 and r.nact[s] <= b:
                 s -= 1
         memcpy(<char *>r.h_n + b * cl.P * isz,
-               <char *>r.out + (step_time(r, s) * r.B + b) * r.ldo * isz, cl.P * isz)
+               <char *>r.out + (step_time(r, s) * r.ldt + b) * r.ldo * isz, cl.P * isz)
         if cl.kind == LSTM_CELL:
             memcpy(<char *>r.c_n + b * cl.H * isz,
                    <char *>r.state + (state_row(r, s) + b) * cl.H * isz, cl.H * isz)
@@ -483,7 +536,7 @@ cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
     cdef floating *work = <floating *>r.work + tid * r.wsz
     cdef Py_ssize_t t = step_time(r, s), B = r.B, Bt = step_rows(r, t)
     cdef floating *g_t = <floating *>r.gates + gates_row(r, s) * G
-    cdef floating *h_t = out + t * B * r.ldo
+    cdef floating *h_t = out + t * r.ldt * r.ldo
     cdef const floating *hp = h_prev(r, out, s, P, &ldhp)
     cdef floating *hdst = <floating *>r.aux if cl.wp_hr != NULL else h_t
     cdef Claims cs
@@ -494,11 +547,11 @@ cdef void lstm_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt,
         lstm_fwd(Bt, H, lo, hi, g_t, G, <const floating *>cl.bias,
                  state_prev(r, state, s, H), state + state_row(r, s) * H, hdst, ldh)
     pad_step(cl, r, s, tid, nt, tag)
-    fr_barrier()
+    phase_end(r)
     if cl.wp_hr != NULL:
         pgemm_cols(tid, nt, Bt, 0, P, H, <const floating *>r.aux, H,
                    <const floating *>cl.wp_hr, P, <floating>0, h_t, r.ldo, work, s & 1)
-        fr_barrier()
+        phase_end(r)
 
 
 cdef void lstm_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_t s, int tid,
@@ -575,7 +628,7 @@ cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt, 
     cdef floating *work = <floating *>r.work + tid * r.wsz
     cdef Py_ssize_t t = step_time(r, s), B = r.B, Bt = step_rows(r, t)
     cdef floating *g_t = <floating *>r.gates + gates_row(r, s) * G
-    cdef floating *h_t = out + t * B * r.ldo
+    cdef floating *h_t = out + t * r.ldt * r.ldo
     cdef const floating *hp = h_prev(r, out, s, H, &ldhp)
     cdef const floating *wp = <const floating *>cl.wp_hh
     cdef const floating *bias = <const floating *>cl.bias
@@ -588,20 +641,20 @@ cdef void gru_step(const Cell *cl, const Run *r, Py_ssize_t s, int tid, int nt, 
             gru_fwd(Bt, H, lo, hi, g_t, bias, aux, <const floating *>cl.b_hn, hp, ldhp, h_t,
                     r.ldo, <floating *>r.state + state_row(r, s) * H)
         pad_step(cl, r, s, tid, nt, tag)
-        fr_barrier()
+        phase_end(r)
         return
     # GRU_ORIG: two rounds, the second reads r h_{t-1} of every unit
     claims_start(&cs, r, cl, 2 * s, tid, nt, split, s & 1)
     while next_units(&cs, cl, r, s, True, 0, 2, Bt, H, hp, ldhp, wp, G, <floating>1, g_t, G,
                      work, &lo, &hi):
         gru_rz(Bt, H, lo, hi, g_t, bias, hp, ldhp, aux)
-    fr_barrier()
+    phase_end(r)
     claims_start(&cs, r, cl, 2 * s + 1, tid, nt, split, s & 1)
     while next_units(&cs, cl, r, s, False, 2 * H, 1, Bt, H, aux, H, wp, G, <floating>1, g_t, G,
                      work, &lo, &hi):
         gru_n(Bt, H, lo, hi, g_t, bias, hp, ldhp, h_t, r.ldo)
     pad_step(cl, r, s, tid, nt, tag)
-    fr_barrier()
+    phase_end(r)
 
 
 cdef void gru_step_back(const Cell *cl, const Run *r, const Grad *gr, Py_ssize_t s, int tid,
@@ -1022,6 +1075,7 @@ cdef class Kernel:
                 raise ValueError(f"xrow must index the {xrows} rows of x")
         r.x = buf(x, "x", xrows, c.I_, tn, False)
         r.ldo = out.shape[out.ndim - 1]
+        r.ldt, r.solo = B, False
         r.out = <char *>buf(out, "out", T * B, r.ldo, tn, final is not None) + col * (
             8 if c.dbl else 4)
         r.h0 = buf(init[0], "h0", B, P, tn, False)
@@ -1066,7 +1120,7 @@ cdef class Kernel:
 
     def forward(self, Buffers b, x, out, Py_ssize_t col, init, final, bint reverse,
                 int threads, Kernel other=None, Buffers other_b=None, Py_ssize_t other_col=0,
-                other_init=None, other_final=None, nact=None, xrow=None):
+                other_init=None, other_final=None, nact=None, xrow=None, int parts=1):
         """Run the cell over x (T*B, I), writing h_t to out[:, col:col+P], the final state to
         final ((h_n,) or (h_n, c_n)), from init ((h0,) or (h0, c0)); b: this pass's buffers
         (b.gates / b.state are the tape when b.keep).  `other` (+ its buffers, column, states):
@@ -1074,22 +1128,35 @@ cdef class Kernel:
         Variable lengths (Run.nact): the batch sorted by length, longest first, nact (T,) intp
         the running rows per time index; out's padding rows are zero but, in a reverse pass,
         at the time index after a row's last one (h0 there; see pad_step).  xrow (T*B,) intp:
-        row q of the pass reads x[xrow[q]] (x then has any number of rows)."""
+        row q of the pass reads x[xrow[q]] (x then has any number of rows).  parts (not with
+        `other`, nact or keep; at most min(PARTS_MAX, B, the buffers' threads)): the batch is
+        split into that many parts of consecutive rows, each a pass of its own on one thread,
+        with no barrier (Run.solo); the same results as the whole batch, up to rounding."""
         self._forward(b, x, out, col, init, final, reverse, threads, other, other_b, other_col,
-                      other_init, other_final, nact, xrow)
+                      other_init, other_final, nact, xrow, parts)
 
     cdef int _forward(self, Buffers b, x, out, Py_ssize_t col, init, final, bint reverse,
                       int threads, Kernel other, Buffers other_b, Py_ssize_t other_col,
-                      other_init, other_final, nact, xrow) except -1:
+                      other_init, other_final, nact, xrow, int parts=1) except -1:
         """forward (see there), callable from C without Python's call protocol."""
-        cdef Run runs[2]
-        cdef const Run *rp[2]
-        cdef const Cell *cp[2]
-        cdef int n = 1
+        cdef Run runs[MAX_PARTS]
+        cdef const Run *rp[MAX_PARTS]
+        cdef const Cell *cp[MAX_PARTS]
+        cdef int n = 1, p
         if b.threads < threads:
             raise ValueError(f"buffers were made for {b.threads} threads, not {threads}")
         self._run(&runs[0], b, x, out, col, init, final, reverse, nact, xrow)
         cp[0], rp[0] = &self.cell, &runs[0]
+        if parts != 1:
+            if (parts < 1 or other is not None or nact is not None or b.keep
+                    or parts > min(<Py_ssize_t>MAX_PARTS, b.threads, b.B)):
+                raise ValueError(f"parts must be in [1, min({MAX_PARTS}, buffers' threads, B)] "
+                                 f"and 1 with other, nact or keep, got {parts}")
+            for p in range(parts - 1, -1, -1):
+                part_run(&self.cell, &runs[0], &runs[p], p * b.B // parts,
+                         (p + 1) * b.B // parts, p)
+                cp[p], rp[p] = &self.cell, &runs[p]
+            n = parts
         if other is not None:
             if (other.kind != self.kind or other.sizes != self.sizes or other_b.T != b.T
                     or other_b.B != b.B or other_b.threads < threads):
@@ -1098,6 +1165,7 @@ cdef class Kernel:
                        not reverse, nact, xrow)
             cp[1], rp[1] = &other.cell, &runs[1]
             n = 2
+            runs[0].solo = runs[1].solo = threads <= 2
         if b.T == 0 or b.B == 0:
             return 0
         with nogil:
@@ -1236,7 +1304,7 @@ cdef class ShortCall:
                 if not (is_ready((<tuple>init)[k], self.dtype)
                         and has_dims((<tuple>init)[k], nlead + 1, dims)):
                     return None
-        threads, _, plan = self.inference(T, B, None)
+        threads, _, parts, plan = self.inference(T, B, None)
         (kernel,), (buffers,) = plan[0]
         if T * B * self.P * self.dtype.itemsize >= self.min_aligned:
             out = aligned_array(x.shape[:nd - 1] + (self.P,), self.dtype)
@@ -1251,7 +1319,7 @@ cdef class ShortCall:
             finals.append(cnp.PyArray_EMPTY(nlead + 1, dims, self.typenum, 0))
         finals = tuple(finals)
         (<Kernel?>kernel)._forward(<Buffers?>buffers, x, out, 0, init, finals, False, threads,
-                                   None, None, 0, None, None, None, None)
+                                   None, None, 0, None, None, None, None, parts)
         return out, finals
 
 

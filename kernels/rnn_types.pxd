@@ -34,6 +34,12 @@ cdef struct Run:
     const void *x        # (T*B, I) the layer input
     void *out            # (T*B, ldo): h_t, at this direction's column
     Py_ssize_t ldo
+    # rows of x and out per time index: B, or for a part of a batch split (its B rows from
+    # x's and out's row b0 on, at every time index) the whole batch's
+    Py_ssize_t ldt
+    # the pass runs on one thread while other threads run other passes (a direction, a part
+    # of the batch): its phases end with no barrier
+    bint solo
     const void *h0       # (B, P)
     const void *c0       # (B, H) LSTM, else NULL
     void *h_n            # (B, P)

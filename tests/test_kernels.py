@@ -300,6 +300,55 @@ def test_kernel_refuses_a_wrong_buffer(bad):
     np.testing.assert_array_equal(out, snapshot)
 
 
+@pytest.mark.parametrize("parts, threads", [(2, 2), (3, 2), (2, 1), (4, 4)])
+def test_kernel_batch_parts(parts, threads):
+    """A pass split in parts of the batch (each a solo pass over its rows, parts may exceed the
+    team: a thread then runs several in turn) gives the whole pass's results (up to rounding:
+    the products of fewer rows may take other row blocks); uneven parts
+    (B = 7), blocks of the input projection (37 steps, then 3), initial states."""
+    rng = np.random.default_rng(3)
+    T, B, I, H = 40, 7, 6, 32
+    w = 1 / np.sqrt(H)          # (the scale of PyTorch's init: rounding differences stay small)
+    k = _kernels.Kernel("lstm", (w * rng.standard_normal((4 * H, I))).astype(np.float32),
+                        (w * rng.standard_normal((4 * H, H))).astype(np.float32), None,
+                        (w * rng.standard_normal(4 * H)).astype(np.float32), None)
+    x = rng.standard_normal((T * B, I)).astype(np.float32)
+    init = tuple(rng.standard_normal((B, H)).astype(np.float32) for _ in range(2))
+    results = []
+    for n in (1, parts):
+        b = k.buffers(T, B, max(parts, threads))
+        assert b.gblk == 37
+        out = np.full((T * B, H), np.nan, np.float32)
+        final = tuple(np.full((B, H), np.nan, np.float32) for _ in range(2))
+        k.forward(b, x, out, 0, init, final, False, 1 if n == 1 else threads, parts=n)
+        results.append((out,) + final)
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", ["zero", "more_than_B", "more_than_threads", "other", "nact",
+                                 "keep"])
+def test_kernel_refuses_bad_parts(bad):
+    k, b, x, out, init, final = _lstm_kernel()
+    parts, threads, kw = 2, 2, {}
+    b = k.buffers(T, B, 2, keep=bad == "keep")
+    if bad == "zero":
+        parts = 0
+    elif bad == "more_than_B":
+        b, parts = k.buffers(T, B, 3), 3
+    elif bad == "more_than_threads":
+        b, threads = k.buffers(T, B, 1), 1
+    elif bad == "other":
+        kw = dict(other=k, other_b=k.buffers(T, B, 2), other_init=init,
+                  other_final=tuple(f.copy() for f in final))
+    elif bad == "nact":
+        kw = dict(nact=np.full(T, B, np.intp))
+    snapshot = out.copy()
+    with pytest.raises(ValueError, match="parts must be"):
+        k.forward(b, x, out, 0, init, final, False, threads, parts=parts, **kw)
+    np.testing.assert_array_equal(out, snapshot)
+
+
 def test_kernel_refuses_backward_without_a_tape():
     k, b, x, out, init, final = _lstm_kernel()
     k.forward(b, x, out, 0, init, final, False, 1)

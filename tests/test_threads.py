@@ -168,12 +168,80 @@ def test_directions_in_turn_when_their_weights_exceed_the_cache(monkeypatch, mak
     fusedrnn.set_num_threads(2)
     try:
         model = make()
-        assert model._engine._plan(B) == (2, together)
+        assert model._engine._plan(B)[:2] == (2, together)
         monkeypatch.setattr(_engine, "last_level_cache", lambda: 1024 * MIB)
-        assert model._engine._plan(B) == (2, True)
+        assert model._engine._plan(B)[:2] == (2, True)
         assert model._engine._plan(B, lengths=np.array([1]))[1] is False
     finally:
         fusedrnn.set_num_threads(None)
+
+
+PART_CASES = [  # I, H, T, B, layers, bidirectional (directions in turn), threads
+    (9, 45, 6, 8, 2, False, 2),         # 4 rows a part, hidden units not in whole panels
+    (9, 64, 6, 13, 1, True, 3),         # uneven parts (4, 4, 5), reverse direction
+    (9, 32, 20, 17, 2, False, 4),       # blocks of 16 steps of the input projection, then 4
+    (300, 40, 3, 9, 1, False, 2),       # I >= 256: the blocks are whole sequences
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "gru_orig"])
+@pytest.mark.parametrize("I, H, T, B, num_layers, bidirectional, threads", PART_CASES, ids=str)
+def test_batch_parts(forced_threads, monkeypatch, rng, dtype, kind, I, H, T, B, num_layers,
+                     bidirectional, threads):
+    """Inference split in parts of the batch, one thread each running every step of its rows
+    (fusedrnn._engine.PART_MIN_ROWS): the reference's results and one thread's, with initial
+    states and final states, stacked layers, both directions (one after the other)."""
+    from fusedrnn import _engine
+    monkeypatch.setattr(_engine, "TOGETHER_MIN_WORK", 1 << 62)
+    cfg = layer_cfg(I, H, num_layers=num_layers, bidirectional=bidirectional,
+                    proj_size=5 if kind == "lstm_proj" else 0)
+    base, model = _claims_model(kind, cfg, dtype, 6)
+    x, hx = layer_data(rng, base, cfg, T, B, hx=True, dtype=dtype)
+    fusedrnn.set_num_threads(threads)
+    assert model._engine._plan(B) == (threads, False, threads)
+    got = model(x, hx)
+    expected = ref_layer(base, model.state_dict(), x, hx, cfg, reset_after=kind != "gru_orig")
+    assert_tree_close(got, expected, dtype)
+    fusedrnn.set_num_threads(1)
+    assert_tree_close(got, model(x, hx), dtype)
+
+
+@pytest.mark.parametrize("path, threads, B, H, llc, parts", [
+    ("avx512", 2, 8, 128, 32 * MIB, 2),     # 4 rows a part
+    ("avx512", 2, 7, 128, 32 * MIB, 1),     # 3 rows a part: the threads share each step
+    ("avx512", 3, 12, 128, 32 * MIB, 3),
+    ("avx512", 3, 11, 128, 32 * MIB, 1),
+    ("avx512", 2, 8, 256, 32 * MIB, 2),     # 1 MiB, more than half of L2: 4 rows still
+    ("avx512", 2, 64, 704, 32 * MIB, 2),    # LSTM W_hh packs to (4 x 704, 704) f32: 7.6 MiB
+    ("avx512", 2, 64, 736, 32 * MIB, 1),    # 8.3 MiB > 0.25 x 32 MiB: read by every thread
+    ("avx512", 2, 64, 1024, 32 * MIB, 1),   # 16 MiB
+    ("avx512", 2, 64, 1024, 128 * MIB, 2),
+    ("avx512", 1, 64, 128, 32 * MIB, 1),
+    ("avx2", 2, 8, 128, 32 * MIB, 2),       # 256 KiB: in half of L2, 4 rows a part
+    ("avx2", 2, 31, 256, 32 * MIB, 1),      # 1 MiB: 16 rows a part
+    ("avx2", 2, 32, 256, 32 * MIB, 2),
+    ("avx2", 2, 64, 736, 32 * MIB, 1),
+    ("scalar", 2, 16, 256, 32 * MIB, 1),
+    ("scalar", 2, 16, 128, 32 * MIB, 2),
+])
+def test_batch_parts_plan(forced_threads, monkeypatch, path, threads, B, H, llc, parts):
+    """A direction's inference pass runs in one part of its batch per thread when each part
+    gets at least PART_MIN_ROWS (4) rows (on the AVX2 and scalar paths PART_MIN_ROWS_L3, 16,
+    when its weights exceed half of L2) and its packed recurrent weights take at most
+    PART_CACHE_SHARE (0.25) of the last-level cache; not with variable lengths, nor for the
+    directions of a layer that run together (each on its own threads, no barrier either)."""
+    from fusedrnn import _engine
+    monkeypatch.setattr(_engine, "last_level_cache", lambda: llc)
+    monkeypatch.setattr(_engine, "l2_cache", lambda: 1 * MIB)
+    monkeypatch.setattr(_engine, "isa", lambda: path)
+    fusedrnn.set_num_threads(threads)
+    model = fusedrnn.LSTM(8, H)
+    assert model._engine._plan(B) == (threads, False, parts)
+    assert model._engine._plan(B, lengths=np.ones(B))[2] == 1
+    if threads >= 2:
+        bi = fusedrnn.LSTM(8, H, bidirectional=True)
+        assert bi._engine._plan(B)[1:] == (True, 1)
 
 
 def test_recurrent_bytes_of_a_direction():
@@ -186,23 +254,31 @@ def test_recurrent_bytes_of_a_direction():
     assert proj._engine._recurrent_bytes() == (160 * 7 + 32 * 40) * 4  # W_hh (160, 7), W_hr (7->32, 40)
 
 
-def test_last_level_cache_from_sysfs(tmp_path, monkeypatch):
+def test_cache_sizes_from_sysfs(tmp_path, monkeypatch):
     """The cache sizes come from sysfs' cpu0/cache/index*/size (K, M suffixes; unreadable
-    entries skipped); no sysfs: none, and last_level_cache falls back to LLC_DEFAULT."""
+    entries skipped) with their level (0 when unreadable); no sysfs: none, and
+    last_level_cache and l2_cache fall back to LLC_DEFAULT and L2_DEFAULT."""
     from fusedrnn import _engine
-    for name, size in [("index0", "32K"), ("index1", "32K"), ("index2", "1024K"),
-                       ("index3", "32768K\n"), ("index4", "garbage"), ("index5", "2M")]:
+    for name, size, level in [("index0", "32K", "1"), ("index1", "32K", "1"),
+                              ("index2", "1024K", "2\n"), ("index3", "32768K\n", "3"),
+                              ("index4", "garbage", "3"), ("index5", "2M", None)]:
         (tmp_path / name).mkdir()
         (tmp_path / name / "size").write_text(size)
+        if level is not None:
+            (tmp_path / name / "level").write_text(level)
     (tmp_path / "index6").mkdir()                     # no size file
     (tmp_path / "uevent").write_text("")
-    assert _engine.cache_sizes(str(tmp_path)) == [32 << 10, 32 << 10, 1 << 20, 32 * MIB, 2 * MIB]
+    assert _engine.cache_sizes(str(tmp_path)) == [(1, 32 << 10), (1, 32 << 10), (2, 1 << 20),
+                                                  (3, 32 * MIB), (0, 2 * MIB)]
     assert _engine.cache_sizes(str(tmp_path / "missing")) == []
     assert _engine.last_level_cache() >= 1 << 20
-    monkeypatch.setattr(_engine, "cache_sizes", lambda: [1 << 20, 32 * MIB, 2 * MIB])
+    monkeypatch.setattr(_engine, "cache_sizes", lambda: [(2, 1 << 20), (3, 32 * MIB),
+                                                          (0, 2 * MIB), (2, 512 << 10)])
     assert _engine.last_level_cache.__wrapped__() == 32 * MIB       # the largest
+    assert _engine.l2_cache.__wrapped__() == 1 << 20
     monkeypatch.setattr(_engine, "cache_sizes", lambda: [])
     assert _engine.last_level_cache.__wrapped__() == _engine.LLC_DEFAULT == 32 * MIB
+    assert _engine.l2_cache.__wrapped__() == _engine.L2_DEFAULT == 512 << 10
 
 
 @pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="no fork on this platform")
@@ -236,7 +312,8 @@ def test_forked_child_after_a_multithreaded_call(bidirectional):
 def test_team_smaller_than_asked():
     """OpenMP may give a parallel region fewer threads than asked (OMP_THREAD_LIMIT, a call
     from inside another OpenMP region): a bidirectional layer meant to run its two directions
-    at the same time on 2 threads then runs them in turn on one, with the same results."""
+    at the same time on 2 threads then runs them in turn on one, and a batch meant to run in
+    2 parts its parts in turn, with the same results."""
     code = """if True:
         import numpy as np, fusedrnn
         from fusedrnn import _threads
@@ -249,6 +326,15 @@ def test_team_smaller_than_asked():
         assert m._engine._plan(3)[1], "the directions should run together"
         got = m(x)
         for a, b in zip((ref[0],) + ref[1], (got[0],) + got[1]):
+            np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+        m = fusedrnn.GRU(8, 64, seed=0)
+        x = np.random.default_rng(0).standard_normal((5, 9, 8)).astype(np.float32)
+        fusedrnn.set_num_threads(1)
+        ref = m(x)
+        fusedrnn.set_num_threads(2)
+        assert m._engine._plan(9)[2] == 2, "the batch should run in 2 parts"
+        got = m(x)
+        for a, b in zip(ref, got):
             np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
         print("ok")
     """
@@ -282,10 +368,11 @@ def test_short_calls_on_threads(forced_threads, rng, threads, H, kind, T):
 
 
 @pytest.fixture
-def claims():
-    """Steps of any size split in claimed chunks (kernels/_kernels.pyx, claim_settings);
-    the defaults again after."""
-    from fusedrnn import _kernels
+def claims(monkeypatch):
+    """Steps of any size split in claimed chunks (kernels/_kernels.pyx, claim_settings), not
+    in parts of the batch; the defaults again after."""
+    from fusedrnn import _engine, _kernels
+    monkeypatch.setattr(_engine, "PART_MIN_ROWS", 1 << 30)
     old = _kernels.claim_settings(min_work=0)
     yield _kernels
     _kernels.claim_settings(*old)
@@ -301,7 +388,7 @@ def _claims_model(kind, cfg, dtype, seed):
 
 def _inference_bufs(model, T, B):
     """The inference buffers of every layer and direction for T steps of B rows."""
-    return [b for _, bufs in model._engine._inference(T, B, None)[2] for b in bufs]
+    return [b for _, bufs in model._engine._inference(T, B, None)[-1] for b in bufs]
 
 
 def _all_claimed(model, T, B):

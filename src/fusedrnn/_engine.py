@@ -11,7 +11,7 @@ Notation: see fusedrnn._notation.  An ``Engine`` belongs to one model.  It owns
 - the stacking loops: layers bottom to top (forward) and top to bottom (backward), dropout
   between layers, the two directions of a bidirectional layer (at the same time, each on its
   share of the threads, when there are at least 2 and both directions' recurrent weights fit
-  in the cache; see ``_plan``).
+  in the cache), a batch split in parts of its rows, one per thread (see ``_plan``).
 
 The model keeps the arguments, checks and output layout; ``model._make_kernel(layer, d)`` is its
 only hook (which weights and biases a cell's kernel takes).
@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from ._kernels import ShortCall, aligned_array, packed_size
+from ._kernels import PARTS_MAX, ShortCall, aligned_array, isa, packed_size
 from ._threads import blas_single_thread, get_num_threads, step_threads, team
 
 # Below this many multiply-adds per step and direction, the two directions of a layer run one
@@ -39,6 +39,25 @@ TOGETHER_MIN_WORK = 1 << 12
 TOGETHER_CACHE_ROWS = 16
 TOGETHER_CACHE_SHARE = 0.6
 LLC_DEFAULT = 32 << 20          # when the system does not say (no Linux sysfs)
+L2_DEFAULT = 512 << 10
+# A pass on 2+ threads splits its batch into one part per thread, each running every step of its
+# rows alone (no barrier per step; ONNX Runtime does the same), instead of all threads sharing
+# each step's hidden units with a barrier at the end of every step, when each part gets at
+# least PART_MIN_ROWS rows and one direction's packed recurrent weights take at most
+# PART_CACHE_SHARE of the last-level cache (every thread reads all of them at every step).
+# Measured (Zen 4, 2 threads, T100, float32, in-process A/B, 7-9 rounds; parts / shared units):
+# LSTM B16 H64 1.19x, H128 1.21x, H256 1.04x, H512 1.06x, H640 1.04x; B8 H128 1.21x, H256 1.17x,
+# H512 1.07x; B64 H128 1.09x, H256 1.03x; B256 H128 1.09x, H256 1.20x; 2 layers B256 H128
+# 1.26x; GRU B16 H128 1.76x, H256 1.15x, H512 1.08x; B64 H256 1.17x.  Not taken: B4 (2 rows a
+# part) H128 0.93x, H512 0.71x, B2 H128 0.78x; LSTM H1024 (16 MiB) B16 0.98x, B64 0.98x.
+# On the AVX2 and scalar paths, parts need PART_MIN_ROWS_L3 rows each when the weights exceed
+# half of the L2 cache (a thread then reads them from L3 at every step, and the AVX2 kernel,
+# twice the loads per multiply-add, hides that less; quiet machine, 15 rounds): LSTM B8 H256
+# 0.92-0.94x, B16 H256 0.94-0.97x, B16 H512 0.95-0.96x, B8 H384 0.96-0.99x, GRU B16 H512 0.93x;
+# with 16 rows a part B32 H256 1.07-1.15x, B32 H512 1.05-1.11x; B8 H128 1.11x, B16 H64 1.83x.
+PART_MIN_ROWS = 4
+PART_MIN_ROWS_L3 = 16
+PART_CACHE_SHARE = 0.25
 # A layer's output (a new array per call) is put on a cache-line boundary from this size on.
 OUT_ALIGN_MIN_BYTES = 1 << 16
 
@@ -52,7 +71,8 @@ def _size_bytes(text):
 
 
 def cache_sizes(base="/sys/devices/system/cpu/cpu0/cache"):
-    """Sizes (bytes) of the caches the first CPU reports in Linux's sysfs; [] elsewhere."""
+    """(level, bytes) of the caches the first CPU reports in Linux's sysfs (level 0 when
+    unreadable); [] elsewhere."""
     try:
         names = sorted(n for n in os.listdir(base) if n.startswith("index"))
     except OSError:
@@ -64,8 +84,13 @@ def cache_sizes(base="/sys/devices/system/cpu/cpu0/cache"):
                 b = _size_bytes(f.read())
         except (OSError, ValueError):
             continue
+        try:
+            with open(os.path.join(base, n, "level")) as f:
+                level = int(f.read())
+        except (OSError, ValueError):
+            level = 0
         if b:
-            sizes.append(b)
+            sizes.append((level, b))
     return sizes
 
 
@@ -73,7 +98,13 @@ def cache_sizes(base="/sys/devices/system/cpu/cpu0/cache"):
 def last_level_cache():
     """Bytes of the largest cache of the first CPU (sysfs), else LLC_DEFAULT.  Not glibc's
     sysconf(_SC_LEVEL3_CACHE_SIZE): on our AMD EPYC guest it gives 320 MiB for a 32 MiB L3."""
-    return max(cache_sizes(), default=LLC_DEFAULT)
+    return max((b for _, b in cache_sizes()), default=LLC_DEFAULT)
+
+
+@functools.lru_cache(maxsize=1)
+def l2_cache():
+    """Bytes of the first CPU's level-2 cache (sysfs), else L2_DEFAULT."""
+    return max((b for level, b in cache_sizes() if level == 2), default=L2_DEFAULT)
 
 
 def hx_form(states):
@@ -146,12 +177,14 @@ class Engine:
         return n * m.dtype.itemsize
 
     def _plan(self, B, lengths=None):
-        """(threads, together): the team size and whether both directions share it.  Not with
-        variable lengths: there one direction's running rows shrink step by step while the
-        other's grow, and a shared team waits for the larger every step (measured: 58 vs 51 ms
-        apart, bidirectional LSTM B64 H256 T100 lengths in [25, 100], 2 threads).  Not for
-        small batches whose two directions' weights do not fit in the cache together
-        (TOGETHER_CACHE_ROWS)."""
+        """(threads, together, parts): the team size; whether both directions share it (not
+        with variable lengths, where one direction's running rows shrink step by step while the
+        other's grow and a shared team waits for the larger every step: measured 58 vs 51 ms
+        apart, bidirectional LSTM B64 H256 T100 lengths in [25, 100], 2 threads; nor for small
+        batches whose two directions' weights do not fit in the cache together,
+        TOGETHER_CACHE_ROWS); and in how many parts, one per thread, each direction's
+        inference pass splits its batch (PART_MIN_ROWS; 1: the threads share each step's
+        hidden units; not with variable lengths, whose rows run sorted by length)."""
         m = self.model
         work = self._step_work(B)
         threads = step_threads(work)
@@ -159,8 +192,16 @@ class Engine:
                 and lengths is None
                 and (B >= TOGETHER_CACHE_ROWS or 2 * self._recurrent_bytes()
                      <= TOGETHER_CACHE_SHARE * last_level_cache())):
-            return team(min(get_num_threads(), 2 * threads)), True
-        return threads, False
+            return team(min(get_num_threads(), 2 * threads)), True, 1
+        parts = 1
+        nbytes = self._recurrent_bytes()
+        rows = PART_MIN_ROWS
+        if nbytes > l2_cache() // 2 and isa() != "avx512":
+            rows = PART_MIN_ROWS_L3
+        if (2 <= threads <= PARTS_MAX and lengths is None and B >= rows * threads
+                and nbytes <= PART_CACHE_SHARE * last_level_cache()):
+            parts = threads
+        return threads, False, parts
 
     def _inference(self, T, B, lengths):
         """This thread's inference plan for T steps of B rows: (threads, together, per layer
@@ -174,13 +215,13 @@ class Engine:
             return p[1]
         if len(plans) > 32:         # entries of finished threads
             plans.clear()
-        threads, together = self._plan(B, lengths)
+        threads, together, parts = self._plan(B, lengths)
         layers = []
         for layer in range(self.model.num_layers):
             ks = [self.kernel(layer, d) for d in range(self.model.num_directions)]
             layers.append((ks, [self._buffers(k, f"fwd{d}", T, B, threads)
                                 for d, k in enumerate(ks)]))
-        plan = (threads, together, layers)
+        plan = (threads, together, parts, layers)
         plans[ident] = (key, plan)
         return plan
 
@@ -205,9 +246,10 @@ class Engine:
                 inp = lengths.sorted_steps(inp)
                 tape.init, tape.lengths = init, lengths
         if tape is None:
-            threads, together, plan = self._inference(T, B, lengths)
+            threads, together, parts, plan = self._inference(T, B, lengths)
         else:
-            threads, together = self._plan(B, lengths)
+            threads, together, _ = self._plan(B, lengths)
+            parts = 1               # (a tape keeps the whole batch's rows of every step)
         for layer in range(m.num_layers):
             mask = None
             if tape is not None and layer > 0 and m.dropout > 0:
@@ -231,7 +273,7 @@ class Engine:
             else:
                 for d in range(D):
                     ks[d].forward(bufs[d], inp, out, d * P, st[d], fin[d], d == 1, threads,
-                                  nact=nact, xrow=xrow)
+                                  nact=nact, xrow=xrow, parts=parts)
             xrow = None
             if tape is not None:
                 for b in bufs:
