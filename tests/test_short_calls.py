@@ -88,6 +88,24 @@ def test_taken_and_equal_to_reference_and_general_path(rng, monkeypatch, case, d
     assert_tree_close(got_zero, model(x.astype(np.float64).tolist()), dtype, "hx None")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=("f32", "f64"))
+@pytest.mark.parametrize("case", list(MODELS))
+@pytest.mark.parametrize("T", [1, 3])
+def test_batch_in_parts(rng, monkeypatch, forced_threads, case, dtype, T):
+    """On 2 threads a batch of 9 rows runs in 2 parts (fusedrnn._engine.PART_MIN_ROWS), one per
+    thread, on the short path too: the reference's results and one thread's."""
+    model = build(case, dtype)
+    x, hx = args(rng, model, T, 9, dtype)
+    fusedrnn.set_num_threads(1)
+    one = model(x, hx)
+    fusedrnn.set_num_threads(2)
+    assert model._engine._plan(9)[2] == 2
+    general_path_fails(monkeypatch, model)
+    got = model(x, hx)
+    assert_tree_close(got, reference_call(model, x, hx), dtype, "parts vs reference")
+    assert_tree_close(got, one, dtype, "parts vs one thread")
+
+
 @pytest.mark.parametrize("case", ["LSTM", "GRU"])
 def test_stream_steps_take_it(rng, monkeypatch, case):
     model = build(case, np.float32)
