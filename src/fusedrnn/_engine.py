@@ -51,10 +51,11 @@ L2_DEFAULT = 512 << 10
 # 1.26x; GRU B16 H128 1.76x, H256 1.15x, H512 1.08x; B64 H256 1.17x.  Not taken: B4 (2 rows a
 # part) H128 0.93x, H512 0.71x, B2 H128 0.78x; LSTM H1024 (16 MiB) B16 0.98x, B64 0.98x.
 # On the AVX2 and scalar paths, parts need PART_MIN_ROWS_L3 rows each when the weights exceed
-# half of the L2 cache (a thread then reads them from L3 at every step, and the AVX2 kernel,
-# twice the loads per multiply-add, hides that less; quiet machine, 15 rounds): LSTM B8 H256
-# 0.92-0.94x, B16 H256 0.94-0.97x, B16 H512 0.95-0.96x, B8 H384 0.96-0.99x, GRU B16 H512 0.93x;
-# with 16 rows a part B32 H256 1.07-1.15x, B32 H512 1.05-1.11x; B8 H128 1.11x, B16 H64 1.83x.
+# half of the L2 cache (quiet machine, 15 rounds): LSTM B8 H256 0.92-0.94x, B16 H256 0.94-0.97x,
+# B16 H512 0.95-0.96x, B8 H384 0.96-0.99x, GRU B16 H512 0.93x; with 16 rows a part B32 H256
+# 1.07-1.15x, B32 H512 1.05-1.11x; B8 H128 1.11x, B16 H64 1.83x.  (C harness, 1 thread: the
+# AVX2 kernel runs 8 rows, two blocks of 4, at 85% of its FMA peak with W of 1 MiB and 92% with
+# 256 KiB, against 94-97% for 6 or 12 rows; the AVX-512 kernel runs 8 rows at 96%.)
 PART_MIN_ROWS = 4
 PART_MIN_ROWS_L3 = 16
 PART_CACHE_SHARE = 0.25
@@ -204,8 +205,8 @@ class Engine:
         return threads, False, parts
 
     def _inference(self, T, B, lengths):
-        """This thread's inference plan for T steps of B rows: (threads, together, per layer
-        (kernels, buffers) of its directions), kept until the shape, the thread count or a
+        """This thread's inference plan for T steps of B rows: (threads, together, parts, per
+        layer (kernels, buffers) of its directions), kept until the shape, the thread count or a
         weight changes (the Python work of a short call is most of its time)."""
         key = (T, B, get_num_threads(), lengths is None)
         plans = self.plans          # a concurrent invalidate() replaces the dict
