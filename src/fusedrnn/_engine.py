@@ -189,13 +189,13 @@ class Engine:
         m = self.model
         work = self._step_work(B)
         threads = step_threads(work)
+        nbytes = self._recurrent_bytes()
         if (m.num_directions == 2 and work >= TOGETHER_MIN_WORK and get_num_threads() >= 2
                 and lengths is None
-                and (B >= TOGETHER_CACHE_ROWS or 2 * self._recurrent_bytes()
-                     <= TOGETHER_CACHE_SHARE * last_level_cache())):
+                and (B >= TOGETHER_CACHE_ROWS
+                     or 2 * nbytes <= TOGETHER_CACHE_SHARE * last_level_cache())):
             return team(min(get_num_threads(), 2 * threads)), True, 1
         parts = 1
-        nbytes = self._recurrent_bytes()
         rows = PART_MIN_ROWS
         if nbytes > l2_cache() // 2 and isa() != "avx512":
             rows = PART_MIN_ROWS_L3
